@@ -1,0 +1,1 @@
+"""Command-line face of clvq-judge: parses options into typed configs and calls library stages."""

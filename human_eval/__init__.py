@@ -1,0 +1,1 @@
+"""Human evaluation study: builder, SQLite store, Streamlit app (a later issue builds it)."""
