@@ -36,6 +36,12 @@ STAGES = [
           "clvq_judge.core.classifier:FinetuneConfig", "clvq_judge.core.classifier:finetune"),
     Stage("extract", "Cache per-word activations, predictions and Integrated-Gradients saliency.",
           "clvq_judge.core.extract:ExtractConfig", "clvq_judge.core.extract:extract"),
+    Stage("train", "Fit a concept method (clvq, vqvae, sae, kmeans, agglomerative) on the cached activations.",
+          "clvq_judge.core.train:TrainConfig", "clvq_judge.core.train:train"),
+    Stage("concepts", "Write concept cards, vectors and per-token assignments of a trained method.",
+          "clvq_judge.core.concepts:ConceptsConfig", "clvq_judge.core.concepts:concepts"),
+    Stage("ablate", "Faithfulness: remove each sentence's concept at L_in (probe and model-level) vs random controls.",
+          "clvq_judge.core.ablation.stage:AblateConfig", "clvq_judge.core.ablation.stage:ablate"),
 ]
 
 
@@ -67,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     stage: Stage = args._stage
     try:
         config = from_namespace(stage.load(stage.config), args)
-        stage.load(stage.function)(config)
+        result = stage.load(stage.function)(config)
+        if isinstance(result, str):
+            print(result)
     except UserError as exc:
         print(f"clvq-judge {stage.name}: error: {exc}", file=sys.stderr)
         return exc.exit_code

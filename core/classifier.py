@@ -130,6 +130,9 @@ def _load_from_meta(folder: Path, meta: dict) -> nn.Module:
     if meta["mode"] == "existing":
         from transformers import AutoModelForSequenceClassification
 
+        from .models import quiet_transformers
+
+        quiet_transformers()
         model = AutoModelForSequenceClassification.from_pretrained(meta["model_path"], dtype=torch.float32)
         return AdoptedClassifier(model, load_tokenizer(meta["model_path"]), meta["label_names"])
     source = str(folder / "backbone") if meta["mode"] == "full" else meta["model"]

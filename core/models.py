@@ -74,6 +74,7 @@ def convert_gguf_to_hf(assemble, target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     log.info("converting the embedded GGUF model once into %s (takes a few minutes)", target)
     work = target.parent / (target.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
@@ -151,7 +152,16 @@ def load_tokenizer(name: str):
         raise UserError(f"model {name!r} has no fast tokenizer, which word alignment needs: pick a model with tokenizer.json")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
+    # Word alignment, pooling and the sentence-start token all assume position 0 is the sequence start.
+    tok.padding_side = "right"
     return tok
+
+
+def quiet_transformers() -> None:
+    """Per-tensor "Loading weights" bars would bury our own progress and error lines."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def load_backbone(name: str, dtype=None):
@@ -159,6 +169,7 @@ def load_backbone(name: str, dtype=None):
     import torch
     from transformers import AutoModel
 
+    quiet_transformers()
     source = resolve_model(name)
     try:
         model = AutoModel.from_pretrained(source.path, dtype=dtype or torch.float32)

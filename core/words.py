@@ -26,7 +26,8 @@ def piece_to_word(offsets: np.ndarray, special: np.ndarray, starts: np.ndarray, 
     """Word position (1..n) of every piece, 0 for the sentence-start piece, -1 for pieces of no word.
 
     A piece belongs to the word containing its last character: SentencePiece pieces carry their leading
-    space ("▁word" spans " word"), so their first character lies outside the word.
+    space ("▁word" spans " word"), so their first character lies outside the word. A word that owns no
+    piece (the tokenizer merged it into a neighbour, e.g. "£42m" -> one [UNK]) gets no row.
     """
     out = np.full(len(offsets), -1, dtype=np.int64)
     if len(starts):

@@ -1,0 +1,66 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from clvq_judge.core.classifier import FinetuneConfig, finetune, load_classifier, predict
+from clvq_judge.core.encode import encode_batch
+from clvq_judge.core.extract import ExtractConfig, extract
+from clvq_judge.core.models import minilm_dir
+from clvq_judge.core.runs import Run
+
+
+def test_head_classifier_beats_majority_and_reloads_identically(minilm_run):
+    runs, _ = minilm_run
+    run = Run.open(runs, "tiny")
+    metrics = run.done_record("finetune")["metrics"]
+    assert metrics["dev_accuracy"] > metrics["majority_baseline"] + 0.3
+    model = load_classifier(run)
+    sentences = pd.read_parquet(run.root / "data" / "sentences.parquet")
+    preds = pd.read_parquet(run.stage_dir("finetune") / "predictions.parquet")
+    logits = predict(model, sentences["text"].tolist()[:20], 8, 128, "cpu")
+    assert (logits.argmax(1) == preds["prediction"].to_numpy()[:20]).all()
+
+
+def test_adopt_existing_sequence_classifier(tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tmp_path / "clf"
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(str(minilm_dir()), num_labels=2).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(str(minilm_dir())).save_pretrained(folder)
+    metrics = finetune(FinetuneConfig(run="adopt", runs_dir=str(tmp_path / "runs"), dataset="sentiment",
+                                      model=str(folder), mode="existing", max_train=30, max_dev=20))
+    assert 0.0 <= metrics["dev_accuracy"] <= 1.0 and metrics["n_dev"] == 20
+    store = extract(ExtractConfig(run="adopt", runs_dir=str(tmp_path / "runs"), layers=(2, 4), ig_steps=2, min_count=2))
+    assert store.layers == [2, 4] and store.n_tokens("eval") > 20
+
+
+@pytest.mark.slow
+def test_full_finetune_learns_and_resumable_state_is_cleaned(tmp_path):
+    metrics = finetune(FinetuneConfig(run="full", runs_dir=str(tmp_path), dataset="news", model="minilm", mode="full",
+                                      epochs=2, lr=1e-4, max_train=200, max_dev=60))
+    assert metrics["dev_accuracy"] > metrics["majority_baseline"] + 0.2
+    folder = Run.open(tmp_path, "full").stage_dir("finetune")
+    assert (folder / "backbone" / "config.json").exists() and not (folder / "train_state.pt").exists()
+
+
+@pytest.mark.slow
+def test_decoder_pipeline_on_embedded_gemma(tmp_path):
+    runs = str(tmp_path)
+    metrics = finetune(FinetuneConfig(run="dec", runs_dir=runs, dataset="sentiment", model="gemma-270m", max_train=60, max_dev=16))
+    assert metrics["n_dev"] == 16
+    store = extract(ExtractConfig(run="dec", runs_dir=runs, ig_steps=2, min_count=2))
+    assert store.model_kind == "decoder" and store.layers == [12, 18] and store.hidden_size == 640
+    tokens = store.tokens("eval")
+    assert tokens["word"].iloc[0] == "<bos>" and tokens["is_start"].sum() == 16
+    model = load_classifier(Run.open(runs, "dec"))
+    sid = int(tokens["sentence"].iloc[0])
+    text = pd.read_parquet(tmp_path / "dec" / "data" / "sentences.parquet").set_index("sentence").loc[sid, "text"]
+    batch = encode_batch(model.tokenizer, [text])
+    with torch.no_grad():
+        hs = model.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True).hidden_states
+    pw = batch.piece_word[0]
+    last = [int(np.flatnonzero(pw == p)[-1]) for p in range(pw.max() + 1)]
+    rows = np.flatnonzero(tokens["sentence"].to_numpy() == sid)
+    np.testing.assert_allclose(store.rows(12, "eval", rows), hs[12][0, last].numpy(), rtol=1e-3, atol=1e-2)

@@ -1,0 +1,48 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvq_judge.core.data import DataOptions, load_dataset
+from clvq_judge.core.errors import UserError
+
+
+@pytest.mark.parametrize("name,n_labels", [("news", 5), ("sentiment", 2)])
+def test_embedded_datasets_split_is_fixed_and_capped(name, n_labels):
+    a = load_dataset(DataOptions(dataset=name, max_train=300, max_dev=60, seed=3))
+    b = load_dataset(DataOptions(dataset=name, max_train=300, max_dev=60, seed=3))
+    c = load_dataset(DataOptions(dataset=name, max_train=300, max_dev=60, seed=4))
+    pd.testing.assert_frame_equal(a.sentences, b.sentences)
+    assert not a.sentences["text"].equals(c.sentences["text"])
+    assert len(a.split("train")) == 300 and len(a.split("dev")) == 60
+    assert len(a.label_names) == n_labels and set(a.sentences["label"]) <= set(range(n_labels))
+    assert not set(a.split("train")["text"]) & set(a.split("dev")["text"])
+    assert a.sentences["text"].str.split().str.len().max() <= 48
+
+
+def _frame(n=40):
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"review": [f"text number {i} is {'good' if i % 2 else 'bad'}" for i in range(n)],
+                         "stars": rng.choice(["pos", "neg"], size=n)})
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+def test_local_files(tmp_path, suffix):
+    frame = _frame()
+    path = tmp_path / f"data{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix == ".tsv":
+        frame.to_csv(path, index=False, sep="\t")
+    elif suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path)
+    data = load_dataset(DataOptions(dataset=str(path), text_column="review", label_column="stars", dev_fraction=0.25))
+    assert data.label_names == ["neg", "pos"]
+    assert len(data.split("train")) == 30 and len(data.split("dev")) == 10
+    assert data.sentences["sentence"].tolist() == list(range(40))
+
+
+def test_hub_dataset_offline_fails_with_alternatives():
+    with pytest.raises(UserError, match="embedded dataset .*news.*local"):
+        load_dataset(DataOptions(dataset="ag_news"))
