@@ -113,3 +113,21 @@ def run_until_stop(forward: Callable[[], object]) -> None:
         forward()
     except StopForward:
         pass
+
+
+@contextmanager
+def bypass_blocks(model: nn.Module, upto: int) -> Iterator[None]:
+    """Blocks 0..upto-1 return their input unchanged: used when a hook overwrites hidden state `upto`
+    anyway, so computing the blocks below it would be wasted work."""
+    blocks = list(find_blocks(model))[:upto]
+
+    def passthrough(*args, **kwargs):
+        return args[0] if args else kwargs["hidden_states"]
+
+    for block in blocks:
+        block.forward = passthrough  # instance attribute shadows the class method; hooks still fire
+    try:
+        yield
+    finally:
+        for block in blocks:
+            del block.forward

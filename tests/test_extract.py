@@ -131,3 +131,20 @@ def test_kill_and_resume_gives_same_cache(minilm_run, tmp_path):
         a = np.concatenate(list(resumed.shards(layer, "train")))
         b = np.concatenate(list(store.shards(layer, "train")))
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_ig_bypass_of_lower_blocks_changes_nothing(minilm_run, monkeypatch):
+    import clvq_judge.core.saliency as sal
+
+    runs, _ = minilm_run
+    model = load_classifier(Run.open(runs, "tiny"))
+    batch = encode_batch(model.tokenizer, ["Oil prices rose sharply on Monday .", "The film won two awards"])
+    target = torch.tensor([0, 1])
+    fast = layer_integrated_gradients(model, batch.input_ids, batch.attention_mask, 4, target, steps=8)
+    calls = []
+    real = sal.bypass_blocks
+    monkeypatch.setattr(sal, "bypass_blocks", lambda m, upto: (calls.append(upto), real(m, 0))[1])
+    slow = layer_integrated_gradients(model, batch.input_ids, batch.attention_mask, 4, target, steps=8)
+    assert calls == [4]
+    torch.testing.assert_close(fast[0], slow[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fast[1], slow[1], atol=1e-4, rtol=1e-4)
