@@ -34,7 +34,7 @@ LOCAL_SUFFIXES = {".csv", ".jsonl", ".json", ".parquet", ".tsv"}
 @dataclass
 class DataOptions:
     dataset: str = "news"
-    """Embedded set (news, sentiment), a `datasets` hub name (ag_news, movies, jigsaw, or any id), or a local .csv/.tsv/.jsonl/.parquet file."""
+    """Embedded set (news, sentiment), a `datasets` hub name (ag_news, movies, jigsaw, or any id) or a folder `datasets` can load, or a local .csv/.tsv/.jsonl/.parquet file."""
     text_column: str = "text"
     """Text column of a local file or hub dataset."""
     label_column: str = "label"
@@ -133,7 +133,8 @@ def _read_local(path: Path, options: DataOptions) -> pd.DataFrame:
         raise UserError(f"cannot parse {path} ({str(exc).splitlines()[0][:120]}): check the file format") from None
 
 
-def _load_hub(name: str) -> dict[str, pd.DataFrame]:
+def _load_hub(name: str, label_column: str) -> tuple[dict[str, pd.DataFrame], list[str] | None]:
+    """Splits of a hub dataset (or a folder of data files) and the label names its features declare."""
     import datasets
 
     repo, config, _, _ = HUB_DATASETS.get(name, (name, None, None, None))
@@ -144,7 +145,9 @@ def _load_hub(name: str) -> dict[str, pd.DataFrame]:
             f"dataset {name!r} could not be loaded from the hub ({type(exc).__name__}; offline?): use an embedded "
             f"dataset ({', '.join(EMBEDDED_DATASETS)}) or a local .csv/.jsonl/.parquet file"
         ) from None
-    return {split: part.to_pandas() for split, part in loaded.items()}
+    frames = {split: part.to_pandas() for split, part in loaded.items()}
+    feature = next(iter(loaded.values())).features.get(label_column)
+    return frames, list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
 
 
 def _columns(frame: pd.DataFrame, text: str, label: str, source: str) -> pd.DataFrame:
@@ -178,6 +181,7 @@ def load_dataset(options: DataOptions) -> TextDataset:
     name = options.dataset
     rng = np.random.default_rng(options.seed)
     label_names: list[str] | None = None
+    class_names: list[str] | None = None
     path = Path(name)
     if name == "news":
         frames = {}
@@ -185,11 +189,11 @@ def load_dataset(options: DataOptions) -> TextDataset:
     elif name == "sentiment":
         frames = {}
         frames["all"], label_names = load_sentiment(options.max_words)
-    elif path.suffix.lower() in LOCAL_SUFFIXES or path.exists() or "/" in name and path.parent.exists():
+    elif path.suffix.lower() in LOCAL_SUFFIXES or path.is_file():
         frames = {"all": _columns(_read_local(path, options), options.text_column, options.label_column, str(path))}
     else:
-        raw = _load_hub(name)
         _, _, text_col, label_col = HUB_DATASETS.get(name, (name, None, options.text_column, options.label_column))
+        raw, class_names = _load_hub(name, label_col)
         frames = {k: _columns(v, text_col, label_col, f"dataset {name!r}") for k, v in raw.items()}
         dev_key = next((k for k in ("validation", "dev", "test") if k in frames), None)
         frames = {"train": frames["train"], "dev": frames[dev_key]} if dev_key and "train" in frames else {
@@ -202,6 +206,8 @@ def load_dataset(options: DataOptions) -> TextDataset:
         raise UserError(f"dataset {name!r} has no usable rows (empty or all text/labels missing): give a non-empty dataset")
     if label_names is None:
         frames, label_names = _encode_labels(frames)
+        if class_names:  # hub ClassLabel ids -> their names
+            label_names = [class_names[int(v)] for v in label_names]
     if len(label_names) < 2 or pd.concat([f["label"] for f in frames.values()]).nunique() < 2:
         raise UserError(f"dataset {name!r} has a single class: a classifier needs at least two labels")
 

@@ -115,8 +115,6 @@ def load_config(name: str):
     from transformers import AutoConfig
 
     source = resolve_model(name)
-    if os.path.sep in name and not Path(name).exists():
-        raise UserError(f"model directory {name} does not exist: pass an existing directory, an HF id or one of the {EMBEDDED_HINT}")
     try:
         return AutoConfig.from_pretrained(source.path)
     except (OSError, ValueError) as exc:

@@ -64,3 +64,26 @@ def test_decoder_pipeline_on_embedded_gemma(tmp_path):
     last = [int(np.flatnonzero(pw == p)[-1]) for p in range(pw.max() + 1)]
     rows = np.flatnonzero(tokens["sentence"].to_numpy() == sid)
     np.testing.assert_allclose(store.rows(12, "eval", rows), hs[12][0, last].numpy(), rtol=1e-3, atol=1e-2)
+
+
+def test_hub_model_id_resolves_through_the_hf_cache(tmp_path):
+    """The real `from_pretrained("org/name")` code path, offline, on the shipped MiniLM laid out as a hub cache."""
+    import os
+    import subprocess
+    import sys
+
+    snapshot = tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    for item in minilm_dir().iterdir():
+        (snapshot / item.name).symlink_to(item)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "clvq_judge.cli.main", "finetune", "--run", "hub", "--runs-dir", str(tmp_path / "runs"),
+           "--model", "sentence-transformers/all-MiniLM-L6-v2", "--max-train", "40", "--max-dev", "20"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "runs" / "hub" / "classifier" / "metrics.json").exists()
+    other = [c if c != "hub" else "hub2" for c in cmd[:-6]]
+    missing = subprocess.run(other + ["--model", "sentence-transformers/not-cached"], capture_output=True, text=True, env=env)
+    assert missing.returncode == 2 and "embedded models" in missing.stderr

@@ -46,3 +46,20 @@ def test_local_files(tmp_path, suffix):
 def test_hub_dataset_offline_fails_with_alternatives():
     with pytest.raises(UserError, match="embedded dataset .*news.*local"):
         load_dataset(DataOptions(dataset="ag_news"))
+
+
+def test_hub_code_path_on_a_shipped_copy(tmp_path):
+    """`datasets.load_dataset` itself (the hub code path) on the embedded news set saved as split files,
+    with a ClassLabel feature like AG News has."""
+    import datasets
+
+    news = load_dataset(DataOptions(dataset="news", max_train=80, max_dev=20))
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=news.label_names)})
+    folder = tmp_path / "news_copy"
+    for split, name in (("train", "train"), ("dev", "validation")):
+        part = news.split(split)[["text", "label"]]
+        datasets.Dataset.from_pandas(part, features=features, preserve_index=False).to_parquet(str(folder / f"{name}.parquet"))
+    loaded = load_dataset(DataOptions(dataset=str(folder), max_train=0, max_dev=0))
+    assert loaded.label_names == news.label_names
+    assert len(loaded.split("train")) == 80 and len(loaded.split("dev")) == 20
+    assert loaded.split("dev")["text"].tolist() == news.split("dev")["text"].tolist()
