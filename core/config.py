@@ -95,9 +95,9 @@ def add_arguments(parser, cls: type, skip: tuple[str, ...] = ()) -> None:
             kwargs["type"] = type(get_args(tp)[0])
         elif origin in (tuple, list):
             inner = get_args(tp)[0]
-            kwargs["nargs"] = "+"
-            kwargs["type"] = inner
-            kwargs["metavar"] = inner.__name__.upper()
+            # "extend" accepts both `--method a b` and `--method a --method b`; the default is filled in
+            # by `from_namespace`, because extend would append to a non-empty default.
+            kwargs.update(nargs="+", type=inner, metavar=inner.__name__.upper(), action="extend", default=None)
         else:
             kwargs["type"] = tp
             kwargs["metavar"] = getattr(tp, "__name__", "VALUE").upper()
@@ -122,7 +122,13 @@ def from_namespace(cls: type, namespace: Any, **overrides: Any):
             values[f.name] = overrides[f.name]
         elif hasattr(namespace, f.name):
             value = getattr(namespace, f.name)
-            values[f.name] = tuple(value) if isinstance(value, list) else value
+            if isinstance(value, list):
+                value = tuple(value)
+            elif value is None and f.default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+                continue  # an unset list option keeps its default
+            elif value is None and isinstance(f.default, tuple):
+                continue
+            values[f.name] = value
     return cls(**values)
 
 

@@ -25,6 +25,7 @@ DONE = "done.json"
 STAGE_DIRS = {
     "finetune": "classifier",
     "extract": "activations",
+    "ablate": "ablation",
 }
 
 

@@ -35,3 +35,11 @@ def test_parse_round_trip_and_hash():
     assert config_hash(config) == config_hash(Example(layers=(1, 2), flag=True, limit=7))
     assert config_hash(config) != config_hash(Example())
     assert config_hash(config, exclude=("flag", "limit", "layers")) == config_hash(Example(), exclude=("flag", "limit", "layers"))
+
+
+def test_list_options_accept_repeated_flags():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Example)
+    assert from_namespace(Example, parser.parse_args([])).layers == (4, 6)
+    assert from_namespace(Example, parser.parse_args(["--layers", "1", "--layers", "3"])).layers == (1, 3)
+    assert from_namespace(Example, parser.parse_args(["--layers", "1", "3"])).layers == (1, 3)

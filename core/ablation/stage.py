@@ -1,0 +1,317 @@
+"""`clvq-judge ablate`: faithfulness by concept removal (spec section 5), for every concept method.
+
+For each evaluation sentence the most salient word (Integrated Gradients, from `extract`) is its
+explanation token; each method's concept(s) at that token give an orthonormal basis Q of directions in
+the `L_in` space. Two protocols measure what removing `Q` does, against two controls with the same
+number of directions: a uniformly random subspace (the paper's control) and another concept of the same
+method (a stricter control: removing any high-norm code vector may hurt).
+
+- paper: MLP probes trained on the unperturbed sentence vectors at `L_in` (stratified k-fold CV) classify
+  the test fold's vectors before and after `h - Q Q^T h`.
+- model: a hook applies `h - Q Q^T h` to every token's hidden state at `L_in` inside the classifier.
+
+Writes `results.csv` (tidy), `summary.json` and `ablation.png` to the stage folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..activations import ActivationStore
+from ..atomic import write_json, write_with
+from ..device import resolve_device
+from ..errors import UserError
+from ..hooks import check_layer
+from ..runs import NON_RESULT_FIELDS, Run, RunOptions
+from . import sources
+from .directions import basis_from_ids, explanation_tokens, random_basis, random_ids, ranks, sentence_ids
+from .model_level import BlockReplay, predict_with_removal
+from .plot import plot_results
+from .probe import ProbeConfig, stratified_folds, train_fold_probes
+from .projection import remove_span
+from .stats import bootstrap_ci, flip_rate, fold_accuracies, relative_drop
+
+log = logging.getLogger(__name__)
+
+STAGE = "ablate"
+CONDITIONS = ("original", "concept", "random", "other_concept")
+COLUMNS = ["method", "k", "label", "protocol", "condition", "accuracy", "std", "n", "relative_drop",
+           "flip_rate", "ci_low", "ci_high"]
+
+
+@dataclass
+class AblateConfig(RunOptions):
+    method: tuple[str, ...] = sources.METHODS
+    """Concept methods to evaluate (clvq, vqvae, sae, kmeans, agglomerative); several allowed."""
+    protocol: Literal["both", "paper", "model"] = "both"
+    """paper (MLP probe on the L_in sentence vector), model (hook inside the classifier), or both."""
+    folds: int = 20
+    """Stratified cross-validation folds of the paper protocol's probe."""
+    seed: int | None = None
+    """Seed of folds, probes, random controls and bootstrap; none = the run's seed."""
+    sae_k: tuple[int, ...] = (1, 5, 10)
+    """For the SAE: remove the span of the top-k latents' encoder rows, one result per k."""
+    top_k_words: int = 1
+    """Explanation tokens per sentence: remove the concepts of its k most salient words together."""
+    probe_target: Literal["label", "prediction"] = "label"
+    """What the paper protocol's probe predicts: the gold label (paper) or the classifier's prediction."""
+    probe_token: Literal["auto", "start", "last"] = "auto"
+    """Probe input: the sentence-start vector (paper), the last word's, or auto (start for encoders, last for decoders, whose start token sees nothing)."""
+    center: bool = False
+    """Paper protocol: remove directions from each vector's deviation from the mean sentence vector m (m + P(h - m)) instead of from h (the paper); a removal then takes information out instead of shifting every vector off the probe's training distribution."""
+    layer: int | None = None
+    """Hidden-state index to remove concepts at; none = each method's L_in."""
+    bootstrap: int = 1000
+    """Bootstrap resamples for the 95% confidence intervals."""
+    batch_size: int = 32
+    """Sentences per forward pass of the model-level protocol."""
+
+
+EXCLUDE = (*NON_RESULT_FIELDS, "batch_size")
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A stable per-purpose seed (Python's hash() is salted per process, crc32 is not)."""
+    return zlib.crc32(":".join(map(str, (seed, *parts))).encode())
+
+
+def _validate(config: AblateConfig) -> None:
+    unknown = sorted(set(config.method) - set(sources.METHODS))
+    if unknown or not config.method:
+        raise UserError(f"unknown --method {' '.join(unknown) or '(none)'}: use some of {', '.join(sources.METHODS)}")
+    if sources.SAE in config.method and (not config.sae_k or min(config.sae_k) < 1):
+        raise UserError("--sae-k needs positive integers, e.g. --sae-k 1 5 10")
+    if config.top_k_words < 1:
+        raise UserError("--top-k-words must be at least 1")
+    if config.bootstrap < 1:
+        raise UserError("--bootstrap must be at least 1")
+    if config.folds < 2:
+        raise UserError(f"--folds {config.folds} is too few for cross-validation: pass 2 or more")
+
+
+def probe_rows(tokens: pd.DataFrame, sentences: np.ndarray, which: str) -> np.ndarray:
+    """Row of each sentence's probe vector in the eval token table: its start token or its last word."""
+    frame = pd.DataFrame({"sentence": tokens["sentence"].to_numpy(), "position": tokens["position"].to_numpy(),
+                          "row": np.arange(len(tokens))})
+    ordered = frame.sort_values(["sentence", "position"], kind="mergesort").groupby("sentence")
+    pick = ordered.last() if which == "last" else ordered.first()
+    pick = pick.reindex(sentences)
+    if which == "start" and (pick["position"].to_numpy() != 0).any():
+        raise UserError("the activation cache has no sentence-start token for some sentences: pass --probe-token last")
+    return pick["row"].to_numpy(dtype=np.int64)
+
+
+@dataclass
+class Bases:
+    concept: torch.Tensor
+    random: torch.Tensor
+    other_concept: torch.Tensor
+
+
+def make_bases(source: sources.ConceptSource, explanations: pd.DataFrame, sentence_list: np.ndarray,
+               top_k: int, seed: int) -> Bases:
+    ids = sentence_ids(explanations, source.ids, sentence_list, top_k)
+    concept = basis_from_ids(source.table, ids)
+    rank = ranks(concept)
+    empty = int((rank == 0).sum())
+    if empty:
+        log.warning("ablate: %s has no concept direction for %d of %d sentences (nothing removed there)",
+                    source.label, empty, len(rank))
+    other = random_ids(ids, len(source.table), derive_seed(seed, source.label, "other"))
+    return Bases(
+        concept=concept,
+        random=random_basis(rank, source.table.shape[1], ids.shape[1], derive_seed(seed, source.label, "random")),
+        other_concept=basis_from_ids(source.table, other),
+    )
+
+
+def _rows(source, protocol: str, preds: dict[str, np.ndarray], target: np.ndarray, folds: np.ndarray | None,
+          config: AblateConfig, seed: int) -> tuple[list[dict], dict]:
+    """Result rows of one method variant under one protocol, plus its summary entry."""
+    rows = []
+    correct = {c: preds[c] == target for c in preds}
+    before = None
+    for condition, pred in preds.items():
+        hit = correct[condition]
+        if folds is not None:
+            per_fold = fold_accuracies(hit, folds)
+            acc, std = float(per_fold.mean()), float(per_fold.std(ddof=1))
+        else:
+            # No folds in the model protocol: the spread reported is the binomial standard error.
+            acc = float(hit.mean())
+            std = float(np.sqrt(acc * (1 - acc) / max(1, len(hit))))
+        before = acc if condition == "original" else before
+        low, high = bootstrap_ci(hit, config.bootstrap, derive_seed(seed, source.label, protocol, condition))
+        rows.append({"method": source.method, "k": source.k, "label": source.label, "protocol": protocol,
+                     "condition": condition, "accuracy": acc, "std": std, "n": len(hit),
+                     "relative_drop": relative_drop(before, acc), "flip_rate": flip_rate(pred, preds["original"]),
+                     "ci_low": low, "ci_high": high})
+    by = {r["condition"]: r for r in rows}
+    gap = correct["random"].astype(float) - correct["concept"].astype(float)
+    low, high = bootstrap_ci(gap, config.bootstrap, derive_seed(seed, source.label, protocol, "gap"))
+    summary = {
+        "before": by["original"]["accuracy"],
+        "after": by["concept"]["accuracy"],
+        "random": by["random"]["accuracy"],
+        "other_concept": by["other_concept"]["accuracy"],
+        "relative_drop": by["concept"]["relative_drop"],
+        "random_relative_drop": by["random"]["relative_drop"],
+        "other_concept_relative_drop": by["other_concept"]["relative_drop"],
+        "flip_rate": by["concept"]["flip_rate"],
+        "random_flip_rate": by["random"]["flip_rate"],
+        # Paired over sentences: how much more accuracy removing the concept costs than a random subspace.
+        "gap_vs_random": {"value": float(gap.mean()), "ci_low": low, "ci_high": high},
+        "n": len(gap),
+    }
+    return rows, summary
+
+
+def table_text(results: pd.DataFrame) -> str:
+    """The results as a compact, readable text table (accuracy [95% CI], drop, flips)."""
+    shown = results.assign(
+        accuracy=[f"{a:.3f} [{lo:.3f}, {hi:.3f}]" for a, lo, hi in zip(results.accuracy, results.ci_low, results.ci_high)],
+        std=results["std"].map("{:.3f}".format),
+        relative_drop=results.relative_drop.map("{:+.1%}".format),
+        flip_rate=results.flip_rate.map("{:.1%}".format),
+    )
+    return shown[["label", "protocol", "condition", "accuracy", "std", "relative_drop", "flip_rate", "n"]].to_string(index=False)
+
+
+class _Probes:
+    """Probes per layer, trained on first use (they do not depend on the method)."""
+
+    def __init__(self, store, tokens, sentence_list, target, which, config, seed, device):
+        self.store, self.tokens, self.sentence_list, self.target = store, tokens, sentence_list, target
+        self.which, self.config, self.seed, self.device = which, config, seed, device
+        self.folds = stratified_folds(target, config.folds, derive_seed(seed, "folds"))
+        self.by_layer: dict[int, tuple] = {}
+
+    def get(self, layer: int):
+        if layer not in self.by_layer:
+            rows = probe_rows(self.tokens, self.sentence_list, self.which)
+            x = torch.from_numpy(self.store.rows(layer, "eval", rows)).to(self.device)
+            probes = train_fold_probes(x, self.target, self.folds, int(self.target.max()) + 1, ProbeConfig(),
+                                       derive_seed(self.seed, "probe", layer), self.device)
+            log.info("ablate: trained %d probes on layer %d (%.0f epochs on average)", probes.n_folds, layer,
+                     probes.epochs.mean())
+            self.by_layer[layer] = (x, probes, probes.predict_out_of_fold(x))
+        return self.by_layer[layer]
+
+
+class _Model:
+    """The classifier and the tokenized evaluation sentences, loaded on first use."""
+
+    def __init__(self, run: Run, sentence_list: np.ndarray, stored: np.ndarray, batch_size: int, device):
+        self.model = sources.load_model(run, device)
+        texts = sources.eval_texts(run, sentence_list)
+        self.batches = sources.encode_sentences(self.model.tokenizer, texts, batch_size, sources.max_length(run))
+        self.stored, self.device = stored, device
+        self.original: np.ndarray | None = None
+        self.replay: BlockReplay | None = None
+
+    def prepare(self, layer: int) -> np.ndarray:
+        """Plain predictions, recording the computation below `layer` for the edited passes to reuse."""
+        if self.replay is None or self.replay.layer != layer:
+            check_layer(self.model, layer)
+            self.replay = BlockReplay(layer)
+            original = predict_with_removal(self.model, self.batches, layer, None, self.device, self.replay)
+            if self.original is None:
+                agree = float((original == self.stored).mean())
+                if agree < 0.99:
+                    log.warning("ablate: the classifier reproduces only %.1f%% of the cached predictions", 100 * agree)
+            self.original = original
+        return self.original
+
+    def predict(self, layer: int, basis: torch.Tensor) -> np.ndarray:
+        self.prepare(layer)
+        return predict_with_removal(self.model, self.batches, layer, basis, self.device, self.replay)
+
+
+def ablate(config: AblateConfig) -> pd.DataFrame:
+    """Run the faithfulness evaluation; returns the tidy results table (also written to results.csv)."""
+    _validate(config)
+    run = Run.open(config.runs_dir, config.run)
+    store = ActivationStore(run.require("extract"))
+    folder = run.stage_dir(STAGE)
+    if not run.begin(STAGE, config, config.force, EXCLUDE):
+        log.info("ablate: run %r already finished with these options (pass --force to redo)", run.name)
+        return pd.read_csv(folder / "results.csv")
+    device = resolve_device(config.device)
+    seed = config.seed if config.seed is not None else int(run.info().get("seed", 0))
+
+    tokens = store.tokens("eval")
+    explanations = explanation_tokens(store.saliency, tokens, config.top_k_words)
+    table = store.sentences
+    table = table[table["sentence"].isin(explanations["sentence"])]
+    if len(table) < len(store.sentences):
+        log.warning("ablate: %d evaluation sentences have no saliency and are left out",
+                    len(store.sentences) - len(table))
+    if table.empty:
+        raise UserError(f"run {run.name!r} has no saliency for any evaluation sentence: rerun `clvq-judge extract --run {run.name} --force`")
+    sentence_list = table["sentence"].to_numpy()
+    labels = table["label"].to_numpy(dtype=np.int64)
+    stored = table["prediction"].to_numpy(dtype=np.int64)
+    which = config.probe_token if config.probe_token != "auto" else ("last" if store.model_kind == "decoder" else "start")
+    target = labels if config.probe_target == "label" else stored
+    probes = _Probes(store, tokens, sentence_list, target, which, config, seed, device) if config.protocol != "model" else None
+    model = None
+
+    rows: list[dict] = []
+    summary: dict[str, dict] = {}
+    x_cache: dict[int, np.ndarray] = {}
+    for method in tqdm(config.method, desc="ablate", unit="method"):
+        layer = sources.resolve_layer(run, store, method, config.layer)
+        if layer not in x_cache:
+            x_cache[layer] = store.rows(layer, "eval", explanations["row"].to_numpy())
+        x_expl = x_cache[layer]
+        if method == sources.SAE:
+            variants = sources.sae_sources(run, x_expl, tuple(config.sae_k), layer)
+        else:
+            variants = [sources.vector_source(run, method, explanations["row"].to_numpy(), x_expl, len(tokens), layer)]
+        for source in variants:
+            bases = make_bases(source, explanations, sentence_list, config.top_k_words, seed)
+            entry = summary.setdefault(source.label, {"method": source.method, "k": source.k, "layer": layer})
+            if probes is not None:
+                x, fitted, original = probes.get(layer)
+                origin = x.mean(0) if config.center else torch.zeros_like(x[0])
+                preds = {"original": original}
+                for condition in CONDITIONS[1:]:
+                    moved = origin + remove_span(x - origin, getattr(bases, condition))
+                    preds[condition] = fitted.predict_out_of_fold(moved)
+                got, entry["paper"] = _rows(source, "paper", preds, target, fitted.folds, config, seed)
+                rows += got
+            if config.protocol != "paper":
+                if model is None:
+                    model = _Model(run, sentence_list, stored, config.batch_size, device)
+                preds = {"original": model.prepare(layer)}
+                for condition in CONDITIONS[1:]:
+                    preds[condition] = model.predict(layer, getattr(bases, condition))
+                got, entry["model"] = _rows(source, "model", preds, labels, None, config, seed)
+                rows += got
+
+    results = pd.DataFrame(rows, columns=COLUMNS)
+    write_with(folder / "results.csv", lambda p: results.to_csv(p, index=False), suffix=".csv")
+    write_json(folder / "summary.json", {
+        "n_sentences": len(sentence_list),
+        "seed": seed,
+        "probe_token": which,
+        "probe_target": config.probe_target,
+        "centered": config.center,
+        "folds": config.folds,
+        "top_k_words": config.top_k_words,
+        "model_kind": store.model_kind,
+        "std": "paper: spread of accuracy over folds; model: binomial standard error",
+        "methods": summary,
+    })
+    plot_results(results, folder / "ablation.png")
+    run.finish(STAGE, config, EXCLUDE)
+    log.info("ablate: results in %s\n%s", folder, table_text(results))
+    return results

@@ -1,0 +1,195 @@
+"""Training data for concept methods: aligned `L_in` / `L_out` rows read from an ActivationStore.
+
+Batches are whole sentences, gathered straight from the memory-mapped shards, so memory is bounded by
+the batch, never by the number of cached tokens. Sentences of similar length are batched together
+(shuffle, then sort within pools of a few dozen batches) so padding stays small without giving up
+randomness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from ..activations import ActivationStore, SentenceSpans
+
+# Sentences are sorted by length within pools of this many batches: large enough to cut padding,
+# small enough that batch composition still changes from epoch to epoch.
+POOL_BATCHES = 50
+
+
+@dataclass
+class Batch:
+    """Padded sentences: x [B, L, D_in], y [B, L, D_out], mask [B, L] (True on real tokens)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    mask: torch.Tensor
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.mask.sum())
+
+
+def span_rows(start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Concatenated row indices of several contiguous spans, without a Python loop."""
+    total = int(length.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(length)[:-1]])
+    return np.repeat(start - offsets, length) + np.arange(total, dtype=np.int64)
+
+
+def bucketed_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    """Split sentence indices into batches of similar length; `rng=None` gives a fixed order."""
+    n = len(lengths)
+    order = rng.permutation(n) if rng is not None else np.argsort(lengths, kind="stable")
+    pool = max(1, POOL_BATCHES) * batch_size
+    batches: list[np.ndarray] = []
+    for p in range(0, n, pool):
+        chunk = order[p : p + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+class LayerData:
+    """A set of sentences of one selection, read at an input and a target layer.
+
+    `sentences` indexes the selection's sentence spans (None = all), so train/validation splits are
+    views, not copies.
+    """
+
+    def __init__(
+        self,
+        store: ActivationStore,
+        selection: str,
+        layer_in: int,
+        layer_out: int | None = None,
+        sentences: np.ndarray | None = None,
+    ):
+        self.store, self.selection = store, selection
+        self.layer_in = layer_in
+        self.layer_out = layer_in if layer_out is None else layer_out
+        self._subset = sentences
+        self._shards: dict[int, list[np.ndarray]] = {}
+
+    # --- geometry ------------------------------------------------------------------------------------
+    @cached_property
+    def _all_spans(self) -> SentenceSpans:
+        return self.store.spans(self.selection)
+
+    @cached_property
+    def spans(self) -> SentenceSpans:
+        s = self._all_spans
+        if self._subset is None:
+            return s
+        i = self._subset
+        return SentenceSpans(s.sentence[i], s.start[i], s.length[i], s.shard[i], s.shard_start[i])
+
+    @property
+    def n_sentences(self) -> int:
+        return len(self.spans)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.spans.length.sum())
+
+    @property
+    def d_in(self) -> int:
+        return self.store.hidden_size
+
+    @property
+    def d_out(self) -> int:
+        return self.store.hidden_size
+
+    @property
+    def model_kind(self) -> str:
+        return self.store.model_kind
+
+    def with_sentences(self, sentences: np.ndarray) -> LayerData:
+        base = np.arange(len(self._all_spans)) if self._subset is None else self._subset
+        out = LayerData(self.store, self.selection, self.layer_in, self.layer_out, base[sentences])
+        out.__dict__["_all_spans"] = self._all_spans
+        out._shards = self._shards
+        return out
+
+    def split(self, fraction: float, seed: int) -> tuple[LayerData, LayerData]:
+        """Seeded split by sentence into (train, validation); validation keeps at least one sentence."""
+        n = self.n_sentences
+        perm = np.random.default_rng(seed).permutation(n)
+        n_val = min(n - 1, max(1, round(fraction * n))) if fraction > 0 and n > 1 else 0
+        return self.with_sentences(np.sort(perm[n_val:])), self.with_sentences(np.sort(perm[:n_val]))
+
+    # --- reading -------------------------------------------------------------------------------------
+    def _layer_shards(self, layer: int) -> list[np.ndarray]:
+        if layer not in self._shards:
+            self._shards[layer] = self.store.shards(layer, self.selection)
+        return self._shards[layer]
+
+    @cached_property
+    def _offsets(self) -> np.ndarray:
+        return self.store.shard_offsets(self.selection)
+
+    def gather(self, layer: int, rows: np.ndarray) -> np.ndarray:
+        """float32 copy of the given global rows (any order) of one layer."""
+        rows = np.asarray(rows, dtype=np.int64)
+        shards, offsets = self._layer_shards(layer), self._offsets
+        which = np.searchsorted(offsets, rows, side="right") - 1
+        out = np.empty((len(rows), self.store.hidden_size), dtype=np.float32)
+        for k in np.unique(which):
+            sel = which == k
+            out[sel] = shards[k][rows[sel] - offsets[k]]
+        return out
+
+    def token_rows(self) -> np.ndarray:
+        """Global row index of every token of this set, in row order."""
+        return span_rows(self.spans.start, self.spans.length)
+
+    def sample_rows(self, layer: int, max_rows: int | None, seed: int) -> np.ndarray:
+        """Up to `max_rows` token vectors drawn uniformly without replacement (all when None)."""
+        rows = self.token_rows()
+        if max_rows is not None and len(rows) > max_rows:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, size=max_rows, replace=False))
+        return self.gather(layer, rows)
+
+    def iter_chunks(self, layer: int, chunk_rows: int = 32768) -> Iterator[np.ndarray]:
+        """Consecutive float32 blocks of this set's tokens, in row order."""
+        if self._subset is None:
+            yield from self.store.iter_chunks(layer, self.selection, chunk_rows)
+            return
+        rows = self.token_rows()
+        for i in range(0, len(rows), chunk_rows):
+            yield self.gather(layer, rows[i : i + chunk_rows])
+
+    def batches(
+        self,
+        batch_sentences: int,
+        rng: np.random.Generator | None = None,
+        device: torch.device | str = "cpu",
+        targets: bool = True,
+    ) -> Iterator[Batch]:
+        """Padded sentence batches; shuffled when `rng` is given, length-sorted otherwise."""
+        spans = self.spans
+        for idx in bucketed_order(spans.length, batch_sentences, rng):
+            lengths = spans.length[idx]
+            rows = span_rows(spans.start[idx], lengths)
+            mask = np.arange(int(lengths.max()))[None, :] < lengths[:, None]
+            x = self._pad(self.gather(self.layer_in, rows), mask)
+            y = self._pad(self.gather(self.layer_out, rows), mask) if targets else x
+            yield Batch(
+                torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), torch.from_numpy(mask).to(device)
+            )
+
+    @staticmethod
+    def _pad(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        # Rows come sentence by sentence, position by position: exactly the row-major order of `mask`.
+        out = np.zeros((*mask.shape, rows.shape[1]), dtype=np.float32)
+        out[mask] = rows
+        return out

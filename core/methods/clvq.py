@@ -1,0 +1,243 @@
+"""CLVQ-VAE (spec section 2): adaptive residual encoder -> EMA quantizer -> transformer decoder -> L_out.
+
+The decoder reads only the quantized sequence, so everything that reaches the reconstruction of `L_out`
+passed the discrete bottleneck. Concept vectors are the trained code vectors; they live in the encoder's
+output space, which starts as the `L_in` space (identity initialisation) and stays close to it because
+the residual mix m = 0.5 * sigmoid(a) never exceeds one half.
+
+Quick default vs the paper: the paper uses a 6-layer decoder with feed-forward 2048 and 50 epochs; the
+defaults here (2 layers, feed-forward min(2048, 4 * hidden), 15 epochs) keep a full training on ~40k
+384-d word vectors within minutes on two CPU cores. `clvq-judge train --preset paper` restores the
+paper's sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import OptimConfig
+from .batching import Batch, LayerData
+from .codebook_init import init_codebook
+from .quantizer import EMAQuantizer, perplexity
+from .trainer import NeuralMethod
+
+
+@dataclass
+class CLVQConfig(OptimConfig):
+    """Hyper-parameters of CLVQ-VAE (and of the single-layer VQ-VAE baseline)."""
+
+    n_concepts: int = 400
+    """Codebook size K (number of concepts)."""
+    top_k: int = 5
+    """Training samples a code among this many nearest ones."""
+    temperature: float = 1.0
+    """Sampling temperature T in softmax(-d / T)."""
+    temperature_final: float | None = None
+    """If set, anneal T geometrically from `temperature` to this value over the epochs (off by default)."""
+    commitment: float = 0.1
+    """Weight of the commitment loss ||z - sg(e)||^2."""
+    ema_decay: float = 0.99
+    """Decay of the codebook's exponential moving averages."""
+    ema_eps: float = 1e-5
+    """Laplace smoothing of the EMA cluster sizes."""
+    codebook_init: Literal["scaled_spherical", "kmeans++", "random"] = "scaled_spherical"
+    """Codebook initialisation from the training L_in vectors."""
+    init_iterations: int = 20
+    """Lloyd iterations after k-means++ seeding."""
+    init_max_vectors: int = 20000
+    """Initialise on at most this many randomly drawn training vectors (bounds memory)."""
+    encoder: Literal["adaptive", "identity"] = "adaptive"
+    """Encoder: adaptive residual (identity-initialised W, LayerNorm, gated mix) or plain identity."""
+    decoder_layers: int = 2
+    """Transformer decoder layers (paper: 6)."""
+    decoder_heads: int = 8
+    """Attention heads (reduced to the largest divisor of the hidden size that is not larger)."""
+    decoder_ff: int | None = None
+    """Feed-forward width; None = min(2048, 4 * hidden) (paper: 2048)."""
+    dropout: float = 0.1
+    """Decoder dropout."""
+    revive_dead: bool = False
+    """Restart codes whose EMA cluster size falls below `revive_threshold` on random batch vectors."""
+    revive_threshold: float = 1e-3
+    """EMA cluster size under which a code counts as dead for `revive_dead`."""
+
+
+class AdaptiveResidualEncoder(nn.Module):
+    """z = (1 - m) x + m LayerNorm(W x + b), m = 0.5 sigmoid(a); W = I, b = 0, a = 0.2 at start."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.gate = nn.Parameter(torch.tensor(0.2))
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.eye(dim))
+            self.linear.bias.zero_()
+
+    @property
+    def mix(self) -> torch.Tensor:
+        return 0.5 * torch.sigmoid(self.gate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.mix
+        return (1 - m) * x + m * self.norm(self.linear(x))
+
+
+def fitting_heads(dim: int, wanted: int) -> int:
+    """Largest head count <= wanted that divides dim."""
+    return next(h for h in range(max(1, min(wanted, dim)), 0, -1) if dim % h == 0)
+
+
+class QuantizedDecoder(nn.Module):
+    """Transformer over the quantized sequence (bidirectional or causal), then a linear map to D_out."""
+
+    def __init__(self, dim: int, d_out: int, layers: int, heads: int, ff: int, dropout: float, causal: bool):
+        super().__init__()
+        self.causal = causal
+        layer = nn.TransformerEncoderLayer(
+            dim, fitting_heads(dim, heads), ff, dropout, batch_first=True, norm_first=False
+        )
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False) if layers > 0 else None
+        self.out = nn.Linear(dim, d_out)
+
+    def forward(self, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = q
+        if self.layers is not None:
+            attn_mask = None
+            if self.causal:
+                attn_mask = nn.Transformer.generate_square_subsequent_mask(q.shape[1], device=q.device, dtype=q.dtype)
+            # Same (float) type for both masks: mixing bool and float masks is deprecated in torch.
+            padding = torch.zeros(mask.shape, device=q.device, dtype=q.dtype).masked_fill(~mask, float("-inf"))
+            h = self.layers(h, mask=attn_mask, src_key_padding_mask=padding, is_causal=self.causal)
+        return self.out(h)
+
+
+@dataclass
+class CLVQOutput:
+    recon: torch.Tensor
+    """[B, L, D_out] reconstruction (garbage on padding, never used there)."""
+    codes: torch.Tensor
+    """[N] code of each real token, in mask order."""
+    commitment: torch.Tensor
+    z: torch.Tensor
+    """[N] encoder output of the real tokens."""
+
+
+class CLVQModel(nn.Module):
+    def __init__(self, cfg: CLVQConfig, d_in: int, d_out: int, causal: bool):
+        super().__init__()
+        self.encoder = AdaptiveResidualEncoder(d_in) if cfg.encoder == "adaptive" else nn.Identity()
+        self.quantizer = EMAQuantizer(
+            cfg.n_concepts, d_in, cfg.top_k, cfg.temperature, cfg.ema_decay, cfg.ema_eps,
+            cfg.revive_dead, cfg.revive_threshold,
+        )
+        ff = cfg.decoder_ff or min(2048, 4 * d_in)
+        self.decoder = QuantizedDecoder(d_in, d_out, cfg.decoder_layers, cfg.decoder_heads, ff, cfg.dropout, causal)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> CLVQOutput:
+        z = self.encoder(x[mask])  # only real tokens: padding never reaches the codebook
+        qo = self.quantizer(z)
+        q = x.new_zeros(x.shape[0], x.shape[1], qo.quantized.shape[1])
+        q = q.masked_scatter(mask[..., None], qo.quantized)
+        return CLVQOutput(self.decoder(q, mask), qo.codes, qo.commitment, z)
+
+
+def masked_mse(recon: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the real tokens' elements only."""
+    return torch.mean((recon[mask] - target[mask]) ** 2)
+
+
+class FVUAccumulator:
+    """Streaming sums for MSE and fraction of variance unexplained over many batches."""
+
+    def __init__(self):
+        self.sse = 0.0
+        self.n = 0
+        self.sum: torch.Tensor | None = None
+        self.sumsq: torch.Tensor | None = None
+
+    def add(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        t = target.double()
+        self.sse += float(((pred.double() - t) ** 2).sum())
+        self.n += t.shape[0]
+        s, ss = t.sum(0), (t * t).sum(0)
+        self.sum = s if self.sum is None else self.sum + s
+        self.sumsq = ss if self.sumsq is None else self.sumsq + ss
+
+    def result(self) -> dict[str, float]:
+        if not self.n:
+            return {"val_mse": float("nan"), "val_fvu": float("nan")}
+        total_var = float((self.sumsq - self.sum**2 / self.n).sum())
+        dim = self.sum.shape[0]
+        return {"val_mse": self.sse / (self.n * dim), "val_fvu": self.sse / max(total_var, 1e-12)}
+
+
+class CLVQMethod(NeuralMethod):
+    """Cross-layer VQ-VAE: L_in -> discrete codes -> L_out."""
+
+    name = "clvq"
+    config_class = CLVQConfig
+
+    def build(self) -> CLVQModel:
+        return CLVQModel(self.config, self.dims.d_in, self.dims.d_out, causal=self.dims.model_kind == "decoder")
+
+    @property
+    def model(self) -> CLVQModel:
+        return self.module  # type: ignore[return-value]
+
+    def initialize(self, data: LayerData, device: torch.device) -> None:
+        cfg = self.config
+        x = torch.from_numpy(data.sample_rows(data.layer_in, cfg.init_max_vectors, cfg.seed)).to(device)
+        book = init_codebook(x, cfg.n_concepts, cfg.codebook_init, cfg.init_iterations, cfg.seed)
+        self.model.quantizer.set_codebook(book)
+
+    def start_epoch(self, epoch: int) -> None:
+        cfg = self.config
+        if cfg.temperature_final is not None and cfg.epochs > 1:
+            ratio = cfg.temperature_final / cfg.temperature
+            self.model.quantizer.temperature = cfg.temperature * ratio ** (epoch / (cfg.epochs - 1))
+
+    def step_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self.model(batch.x, batch.mask)
+        mse = masked_mse(out.recon, batch.y, batch.mask)
+        loss = mse + self.config.commitment * out.commitment
+        return loss, {"loss": loss.item(), "mse": mse.item(), "commitment": out.commitment.item()}
+
+    def evaluate(self, data: LayerData, device: torch.device) -> dict[str, float]:
+        acc = FVUAccumulator()
+        codes, commit, n = [], 0.0, 0
+        for batch in data.batches(self.config.batch_sentences, None, device):
+            out = self.model(batch.x, batch.mask)
+            acc.add(out.recon[batch.mask], batch.y[batch.mask])
+            codes.append(out.codes)
+            commit += out.commitment.item() * batch.n_tokens
+            n += batch.n_tokens
+        all_codes = torch.cat(codes) if codes else torch.zeros(0, dtype=torch.long)
+        k = self.config.n_concepts
+        active = int((torch.bincount(all_codes, minlength=k) > 0).sum())
+        metrics = acc.result()
+        commitment = commit / max(n, 1)
+        return {
+            **metrics,
+            "val_commitment": commitment,
+            "val_loss": metrics["val_mse"] + self.config.commitment * commitment,
+            "perplexity": perplexity(all_codes, k),
+            "active_codes": active,
+            "dead_codes": k - active,
+            "ema_dead_codes": int((self.model.quantizer.cluster_size < 1e-3).sum()),
+        }
+
+    @torch.no_grad()
+    def assign_vectors(self, x: np.ndarray) -> np.ndarray:
+        self.model.eval()
+        device = self.model.quantizer.codebook.device
+        z = self.model.encoder(torch.from_numpy(np.require(x, np.float32, ["W"])).to(device))
+        return self.model.quantizer.nearest(z).cpu().numpy().astype(np.int64)
+
+    def vectors(self) -> np.ndarray:
+        return self.model.quantizer.codebook.detach().cpu().numpy().astype(np.float32)

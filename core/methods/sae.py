@@ -1,0 +1,166 @@
+"""Sparse autoencoder baseline (spec section 3): untied ReLU SAE (L1) or TopK SAE, L_in -> L_out.
+
+    pre = W_enc (x - b_in) + b_enc,  h = ReLU(pre) (or keep the top k of ReLU(pre)),  y = W_dec h + b_dec
+
+Decoder columns are renormalised to unit length after each step so the L1 penalty cannot be dodged by
+shrinking h and growing W_dec. A token's concept is its most active latent (argmax of `pre`, which equals
+the argmax of h whenever any latent fires). `vectors()` returns the **encoder rows** W_enc[j] (in the
+L_in space, what reads a concept out of L_in); `decoder_directions()` gives the decoder columns (L_out
+space). `top_latents` / `encoder_rows` serve ablation: the span of the top-k encoder rows firing on a token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import OptimConfig
+from .batching import Batch, LayerData
+from .clvq import FVUAccumulator
+from .trainer import NeuralMethod
+
+
+@dataclass
+class SAEConfig(OptimConfig):
+    """Hyper-parameters of the sparse autoencoder."""
+
+    sae_latents: int | None = None
+    """Number of latents; None = 10 x the hidden size (paper: 4096 for 768-d)."""
+    sae_l1: float = 1e-4
+    """L1 coefficient on latent activations (ReLU SAE)."""
+    sae_topk: int | None = None
+    """If set, a TopK SAE keeping this many latents per token (the L1 term is then dropped)."""
+    sae_single_layer: bool = False
+    """Reconstruct L_in itself instead of L_out (single-layer SAE)."""
+
+
+class SAEModel(nn.Module):
+    def __init__(self, d_in: int, d_out: int, latents: int, topk: int | None):
+        super().__init__()
+        self.topk = topk
+        self.input_bias = nn.Parameter(torch.zeros(d_in))
+        self.encoder = nn.Linear(d_in, latents)
+        self.decoder = nn.Linear(latents, d_out)
+        with torch.no_grad():
+            w = torch.nn.functional.normalize(torch.randn(d_out, latents), dim=0)
+            self.decoder.weight.copy_(w)
+            self.decoder.bias.zero_()
+            # Encoder starts as the decoder's transpose (a good untied start), scaled so that the ~half of
+            # the latents firing at first sum to a reconstruction of the input's scale, not 10x it.
+            scale = min(1.0, 2.0 * d_out / latents)
+            enc = w.T if d_in == d_out else torch.randn(latents, d_in) / d_in**0.5
+            self.encoder.weight.copy_(scale * enc)
+            self.encoder.bias.zero_()
+
+    def preactivation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x - self.input_bias)
+
+    def activate(self, pre: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(pre)
+        if self.topk is not None and self.topk < h.shape[-1]:
+            values, idx = torch.topk(h, self.topk, dim=-1)
+            h = torch.zeros_like(h).scatter_(-1, idx, values)
+        return h
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.activate(self.preactivation(x))
+        return self.decoder(h), h
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        w = self.decoder.weight
+        w.div_(w.norm(dim=0, keepdim=True).clamp_min(1e-8))
+
+
+class SAEMethod(NeuralMethod):
+    name = "sae"
+    config_class = SAEConfig
+
+    @classmethod
+    def target_layer(cls, config: SAEConfig, layer_in: int, layer_out: int) -> int:
+        return layer_in if config.sae_single_layer else layer_out
+
+    @property
+    def latents(self) -> int:
+        return self.config.sae_latents or 10 * self.dims.d_in
+
+    def build(self) -> SAEModel:
+        return SAEModel(self.dims.d_in, self.dims.d_out, self.latents, self.config.sae_topk)
+
+    @property
+    def model(self) -> SAEModel:
+        return self.module  # type: ignore[return-value]
+
+    def initialize(self, data: LayerData, device: torch.device) -> None:
+        # Biases start at the data means so latents spend their capacity on deviations, not offsets.
+        x = data.sample_rows(data.layer_in, 20000, self.config.seed)
+        y = data.sample_rows(data.layer_out, 20000, self.config.seed)
+        with torch.no_grad():
+            self.model.input_bias.copy_(torch.from_numpy(x.mean(0)).to(device))
+            self.model.decoder.bias.copy_(torch.from_numpy(y.mean(0)).to(device))
+
+    def after_step(self) -> None:
+        self.model.normalize_decoder()
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        recon, h = self.model(x)
+        mse = torch.mean((recon - y) ** 2)
+        sparsity = h.sum(-1).mean()
+        l1 = 0.0 if self.config.sae_topk is not None else self.config.sae_l1
+        return mse + l1 * sparsity, mse, h, recon
+
+    def step_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, mse, h, _ = self._loss(batch.x[batch.mask], batch.y[batch.mask])
+        return loss, {"loss": loss.item(), "mse": mse.item(), "l0": (h > 0).sum(-1).float().mean().item()}
+
+    def evaluate(self, data: LayerData, device: torch.device) -> dict[str, float]:
+        acc = FVUAccumulator()
+        fired = torch.zeros(self.latents, dtype=torch.bool, device=device)
+        loss_sum, l0_sum, n = 0.0, 0.0, 0
+        for batch in data.batches(self.config.batch_sentences, None, device):
+            x, y = batch.x[batch.mask], batch.y[batch.mask]
+            loss, _, h, recon = self._loss(x, y)
+            acc.add(recon, y)
+            active = h > 0
+            fired |= active.any(0)
+            loss_sum += loss.item() * len(x)
+            l0_sum += float(active.sum())
+            n += len(x)
+        return {
+            **acc.result(),
+            "val_loss": loss_sum / max(n, 1),
+            "l0": l0_sum / max(n, 1),
+            "dead_latents": int((~fired).sum()),
+        }
+
+    # --- concepts ------------------------------------------------------------------------------------
+    def _pre(self, x: np.ndarray) -> torch.Tensor:
+        self.model.eval()
+        device = self.model.encoder.weight.device
+        return self.model.preactivation(torch.from_numpy(np.require(x, np.float32, ["W"])).to(device))
+
+    @torch.no_grad()
+    def assign_vectors(self, x: np.ndarray) -> np.ndarray:
+        return self._pre(x).argmax(-1).cpu().numpy().astype(np.int64)
+
+    @torch.no_grad()
+    def top_latents(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per token the k most active latents (by pre-activation, descending) and their activations
+        h (0 where a latent in the top k does not fire)."""
+        pre = self._pre(x)
+        values, idx = torch.topk(pre, min(k, pre.shape[-1]), dim=-1)
+        return idx.cpu().numpy().astype(np.int64), torch.relu(values).cpu().numpy()
+
+    def encoder_rows(self, latents: np.ndarray) -> np.ndarray:
+        """Encoder weight vectors (L_in space) of the given latent ids, shape latents.shape + (D_in,)."""
+        return self.vectors()[np.asarray(latents)]
+
+    def vectors(self) -> np.ndarray:
+        return self.model.encoder.weight.detach().cpu().numpy().astype(np.float32)
+
+    def decoder_directions(self) -> np.ndarray:
+        """Unit decoder columns as rows [latents, D_out] (L_out space)."""
+        return self.model.decoder.weight.detach().T.cpu().numpy().astype(np.float32)
