@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .activations import ActivationStore
 from .atomic import write_json, write_text, write_with
@@ -137,6 +138,37 @@ def example_texts(sentence_tokens: pd.DataFrame, examples: pd.DataFrame) -> list
     return out
 
 
+def concept_lookup_fvu(store: ActivationStore, train_ids: np.ndarray, eval_ids: np.ndarray, n_concepts: int, layer: int) -> float:
+    """How much of layer `layer` a token's concept alone explains: fraction of variance unexplained on the
+    eval tokens when each token is predicted by the mean `layer` vector of its concept's training tokens.
+
+    The same measure works for every discrete method, so CLVQ-VAE's codes, single-layer VQ-VAE codes and
+    clusters can be compared on how well they explain `L_out` (streamed shard by shard)."""
+    d = store.hidden_size
+    sums = torch.zeros(n_concepts, d, dtype=torch.float64)
+    counts = torch.bincount(torch.from_numpy(train_ids), minlength=n_concepts).double()
+    start = 0
+    for chunk in store.iter_chunks(layer, "train"):
+        idx = torch.from_numpy(train_ids[start : start + len(chunk)])
+        sums.index_add_(0, idx, torch.from_numpy(chunk).double())
+        start += len(chunk)
+    global_mean = sums.sum(0) / counts.sum().clamp_min(1)
+    means = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], global_mean)
+    sse = sst = 0.0
+    eval_sum, eval_n, start = torch.zeros(d, dtype=torch.float64), 0, 0
+    for chunk in store.iter_chunks(layer, "eval"):
+        eval_sum += torch.from_numpy(chunk).double().sum(0)
+        eval_n += len(chunk)
+    eval_mean = eval_sum / max(eval_n, 1)
+    for chunk in store.iter_chunks(layer, "eval"):
+        y = torch.from_numpy(chunk).double()
+        pred = means[torch.from_numpy(eval_ids[start : start + len(chunk)])]
+        sse += float(((y - pred) ** 2).sum())
+        sst += float(((y - eval_mean) ** 2).sum())
+        start += len(chunk)
+    return sse / max(sst, 1e-12)
+
+
 def concepts(config: ConceptsConfig) -> Path:
     """Write the concept cards, vectors and per-token assignments of one trained method."""
     run = Run.open(config.runs_dir, config.run)
@@ -168,7 +200,16 @@ def concepts(config: ConceptsConfig) -> Path:
         "perplexity": float(np.exp(-(p * np.log(p)).sum())) if len(p) else 0.0,
         "start_dominated": int(sum(c["is_start_dominated"] for c in cards)),
         "n_tokens": len(ids),
+        "l_out_layer": max(store.layers),
+        "l_out_lookup_fvu": concept_lookup_fvu(
+            store, method.assign(LayerData(store, "train", method.dims.layer_in)), ids, len(vectors), max(store.layers)
+        ),
     }
+    if hasattr(method, "evaluate"):  # neural methods: their own reconstruction on the evaluation split
+        target = LayerData(store, "eval", method.dims.layer_in, method.dims.layer_out)
+        with torch.no_grad():
+            own = method.evaluate(target, resolve_device(config.device))
+        summary.update(reconstruction_layer=method.dims.layer_out, eval_reconstruction_fvu=own["val_fvu"])
     write_json(folder / "summary.json", summary)
     run.finish(stage, config, NON_RESULT_FIELDS, method_hash=method_hash, **summary)
     log.info("%s: %d of %d concepts used on %d eval tokens", config.method, summary["used_concepts"], len(vectors), len(ids))

@@ -1,6 +1,7 @@
 """`clvq-judge demo`: the whole pipeline on the embedded offline default, with default options.
 
-Each step is the same library call as its own CLI stage, so a rerun resumes or skips finished stages.
+finetune -> extract -> train (every method) -> concepts -> ablate. Each step is the same library call as its
+own CLI stage, so a rerun resumes an interrupted stage and skips finished ones.
 """
 
 from __future__ import annotations
@@ -8,9 +9,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from .ablation.stage import AblateConfig, ablate
 from .classifier import FinetuneConfig, finetune
+from .concepts import ConceptsConfig, concepts
 from .extract import ExtractConfig, extract
+from .methods import METHODS
 from .runs import Run, RunOptions
+from .train import TrainConfig, train
 
 
 @dataclass
@@ -23,28 +28,58 @@ class DemoConfig(RunOptions):
     """Cap on training sentences."""
     max_dev: int = 400
     """Cap on dev sentences."""
+    methods: tuple[str, ...] = ("clvq", "vqvae", "sae", "kmeans", "agglomerative")
+    """Concept methods to train, describe and ablate."""
     seed: int = 0
     """Seed of the run."""
 
 
 def run_demo(config: DemoConfig) -> str:
+    unknown = [m for m in config.methods if m not in METHODS]
+    if unknown:
+        from .errors import UserError
+
+        raise UserError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}")
     common = {"run": config.run, "runs_dir": config.runs_dir, "force": config.force, "device": config.device}
-    timings = {}
+    timings: dict[str, float] = {}
     started = time.perf_counter()
-    metrics = finetune(FinetuneConfig(**common, dataset=config.dataset, model=config.model,
-                                      max_train=config.max_train, max_dev=config.max_dev, seed=config.seed))
-    timings["finetune"] = time.perf_counter() - started
-    t = time.perf_counter()
-    store = extract(ExtractConfig(**common, seed=config.seed))
-    timings["extract"] = time.perf_counter() - t
+
+    def timed(name, fn, *args, **kwargs):
+        t = time.perf_counter()
+        out = fn(*args, **kwargs)
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t
+        return out
+
+    metrics = timed("finetune", finetune, FinetuneConfig(**common, dataset=config.dataset, model=config.model,
+                                                         max_train=config.max_train, max_dev=config.max_dev, seed=config.seed))
+    store = timed("extract", extract, ExtractConfig(**common, seed=config.seed))
     run = Run.open(config.runs_dir, config.run)
+    for method in config.methods:
+        timed("train", train, TrainConfig(**common, method=method, seed=config.seed, progress=False))
+        timed("concepts", concepts, ConceptsConfig(**common, method=method, seed=config.seed))
+    table = timed("ablate", ablate, AblateConfig(**common, method=tuple(config.methods)))
+
     lines = [
-        f"demo run {run.name!r} on dataset {config.dataset!r} with model {config.model!r}",
-        f"  classifier  dev accuracy {metrics['dev_accuracy']:.3f} vs majority-class baseline "
+        f"demo run {run.name!r}: dataset {config.dataset!r}, model {config.model!r}",
+        f"  classifier   dev accuracy {metrics['dev_accuracy']:.3f} vs majority-class baseline "
         f"{metrics['majority_baseline']:.3f} ({metrics['n_dev']} dev sentences)   -> {run.stage_dir('finetune')}",
-        f"  activations layers {store.layers}: {store.n_tokens('train')} training words, "
+        f"  activations  layers {store.layers}: {store.n_tokens('train')} training words, "
         f"{store.n_tokens('eval')} evaluation words, IG saliency   -> {store.folder}",
-        "  time " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
-        + f", total {time.perf_counter() - started:.0f}s",
+        "  concepts     (L_out lookup FVU: variance of the top layer its concept leaves unexplained; lower is better)",
     ]
+    for method in config.methods:
+        summary = run.done_record(f"concepts/{method}")
+        lines.append(
+            f"    {method:<14} {summary['used_concepts']:>4}/{summary['n_concepts']} concepts used, perplexity "
+            f"{summary['perplexity']:.0f}, L_out lookup FVU {summary['l_out_lookup_fvu']:.3f}   -> {run.stage_dir(f'concepts/{method}')}"
+        )
+    model_rows = table[(table["protocol"] == "model")]
+    lines.append("  ablation     model accuracy after removing the explanation token's concept vs a random direction")
+    for label, group in model_rows.groupby("label", sort=False):
+        acc = dict(zip(group["condition"], group["accuracy"]))
+        lines.append(f"    {label:<14} original {acc.get('original', float('nan')):.3f}  concept removed "
+                     f"{acc.get('concept', float('nan')):.3f}  random {acc.get('random', float('nan')):.3f}")
+    lines.append(f"               -> {run.stage_dir('ablate')} (results.csv, summary.json, ablation.png)")
+    lines.append("  time " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
+                 + f", total {time.perf_counter() - started:.0f}s")
     return "\n".join(lines)
