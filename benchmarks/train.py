@@ -51,7 +51,14 @@ def child(args) -> None:
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     store = ActivationStore(args.store)
     cls = get_method(args.method)
-    cfg = cls.config_class(epochs=1, val_fraction=0.05)
+    import dataclasses
+
+    from clvq_judge.core.train import PRESETS
+
+    # The quick preset is what `clvq-judge train` runs by default, so that is what gets measured.
+    names = {f.name for f in dataclasses.fields(cls.config_class)}
+    preset = {k: v for k, v in PRESETS[args.preset].items() if k in names and v is not None}
+    cfg = cls.config_class(**{**preset, "epochs": 1, "val_fraction": 0.05})
     data = LayerData(store, "train", min(store.layers), max(store.layers))
     method = cls(cfg, MethodDims.of(data))
     start = time.perf_counter()
@@ -80,6 +87,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=384)
     parser.add_argument("--methods", nargs="+", default=["clvq", "sae"])
     parser.add_argument("--out", default="benchmarks/results/train.json")
+    parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
@@ -101,7 +109,7 @@ def main() -> None:
             )
             for method in args.methods:
                 proc = subprocess.run(
-                    [sys.executable, __file__, "--child", "--store", str(folder), "--method", method],
+                    [sys.executable, __file__, "--child", "--store", str(folder), "--method", method, "--preset", args.preset],
                     capture_output=True, text=True, check=True,
                 )
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -114,6 +122,7 @@ def main() -> None:
                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
         "matmul_gflops_at_start": round(gflops, 2),
         "hidden": args.hidden,
+        "preset": args.preset,
         "results": results,
         "notes": "one epoch at the quick defaults; tokens_per_s counts real tokens of the training epoch",
     }
