@@ -109,7 +109,7 @@ class ActivationStore:
         """Yield consecutive float32 blocks of one layer; memory stays bounded by `chunk_rows`."""
         for shard in self.shards(layer, selection):
             for start in range(0, len(shard), chunk_rows):
-                yield np.asarray(shard[start : start + chunk_rows], dtype=np.float32)
+                yield np.array(shard[start : start + chunk_rows], dtype=np.float32)  # a writable copy
 
     def tokens(self, selection: str) -> pd.DataFrame:
         """Token table: sentence, position (0 = sentence-start token), word, label, prediction."""
