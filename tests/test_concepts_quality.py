@@ -6,7 +6,7 @@ from clvq_judge.core.synthetic import write_synthetic_store
 
 
 def test_lookup_fvu_rewards_informative_concepts(tmp_path):
-    store = ActivationStore(write_synthetic_store(tmp_path / "s", layers=(1, 1), hidden=8, vocab=10, seed=1))
+    store = ActivationStore(write_synthetic_store(tmp_path / "s", layers=(1, 2), hidden=8, vocab=10, seed=1))
     # In the synthetic cache L_in is (nearly) a function of the word, so word identity is a perfect concept.
     words_train = store.tokens("train")["word"].to_numpy()
     words_eval = store.tokens("eval")["word"].to_numpy()
