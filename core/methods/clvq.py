@@ -202,11 +202,11 @@ class CLVQMethod(NeuralMethod):
             ratio = cfg.temperature_final / cfg.temperature
             self.model.quantizer.temperature = cfg.temperature * ratio ** (epoch / (cfg.epochs - 1))
 
-    def step_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def step_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = self.model(batch.x, batch.mask)
         mse = masked_mse(out.recon, batch.y, batch.mask)
         loss = mse + self.config.commitment * out.commitment
-        return loss, {"loss": loss.item(), "mse": mse.item(), "commitment": out.commitment.item()}
+        return loss, {"loss": loss.detach(), "mse": mse.detach(), "commitment": out.commitment.detach()}
 
     def evaluate(self, data: LayerData, device: torch.device) -> dict[str, float]:
         acc = FVUAccumulator()

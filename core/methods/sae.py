@@ -112,9 +112,9 @@ class SAEMethod(NeuralMethod):
         l1 = 0.0 if self.config.sae_topk is not None else self.config.sae_l1
         return mse + l1 * sparsity, mse, h, recon
 
-    def step_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def step_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, mse, h, _ = self._loss(batch.x[batch.mask], batch.y[batch.mask])
-        return loss, {"loss": loss.item(), "mse": mse.item(), "l0": (h > 0).sum(-1).float().mean().item()}
+        return loss, {"loss": loss.detach(), "mse": mse.detach(), "l0": (h > 0).sum(-1).float().mean().detach()}
 
     def evaluate(self, data: LayerData, device: torch.device) -> dict[str, float]:
         acc = FVUAccumulator()

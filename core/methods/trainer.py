@@ -77,7 +77,7 @@ class NeuralMethod(ConceptMethod):
 
     @abstractmethod
     def step_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """Training loss on one batch and per-token-averaged statistics to log."""
+        """Training loss on one batch and per-token-averaged statistics to log (detached tensors)."""
 
     @abstractmethod
     def evaluate(self, data: LayerData, device: torch.device) -> dict[str, float]:
@@ -169,7 +169,7 @@ def fit_neural(
         method.start_epoch(epoch)
         module.train()
         started = time.perf_counter()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor | float] = {}
         tokens = 0
         rng = np.random.default_rng([cfg.seed, epoch])
         bar = tqdm(
@@ -179,7 +179,7 @@ def fit_neural(
             disable=not progress,
             leave=False,
         )
-        for batch in bar:
+        for step, batch in enumerate(bar):
             loss, stats = method.step_loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -187,9 +187,12 @@ def fit_neural(
             method.after_step()
             n = batch.n_tokens
             tokens += n
+            # Statistics stay on the device and are read once per epoch: a per-step .item() would
+            # synchronise a GPU after every batch.
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v * n
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if progress and (step % 25 == 0):
+                bar.set_postfix(loss=f"{loss.item():.4f}")
         seconds = time.perf_counter() - started
         module.eval()
         with torch.no_grad():
@@ -209,7 +212,7 @@ def fit_neural(
             "seconds": round(seconds, 3),
             "train_tokens": tokens,
             "tokens_per_s": round(tokens / max(seconds, 1e-9), 1),
-            **{f"train_{k}": v / max(tokens, 1) for k, v in sums.items()},
+            **{f"train_{k}": float(v) / max(tokens, 1) for k, v in sums.items()},
             **metrics,
             "best_epoch": state.best_epoch,
         }
