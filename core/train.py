@@ -94,6 +94,8 @@ class TrainConfig(RunOptions):
     """CLVQ/VQ-VAE: adaptive residual encoder or plain identity."""
     decoder_layers: int | None = None
     """CLVQ/VQ-VAE: transformer decoder layers; default from --preset."""
+    decoder_positions: bool = True
+    """CLVQ/VQ-VAE: add sinusoidal encodings of each word's sentence position to the decoder input."""
     decoder_heads: int = 8
     """CLVQ/VQ-VAE: attention heads (largest divisor of the hidden size not above this)."""
     decoder_ff: int | None = None

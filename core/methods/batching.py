@@ -29,6 +29,8 @@ class Batch:
     x: torch.Tensor
     y: torch.Tensor
     mask: torch.Tensor
+    positions: torch.Tensor | None = None
+    """[B, L] each word's position in its original sentence (0 = sentence start); 0 on padding."""
 
     @property
     def n_tokens(self) -> int:
@@ -81,6 +83,14 @@ class LayerData:
         self._shards: dict[int, list[np.ndarray]] = {}
 
     # --- geometry ------------------------------------------------------------------------------------
+    @cached_property
+    def _positions(self) -> np.ndarray:
+        """Word position of every row of the selection (one parquet column, no per-token objects)."""
+        import pandas as pd
+
+        path = self.store.folder / f"tokens.{self.selection}.parquet"
+        return pd.read_parquet(path, columns=["position"])["position"].to_numpy().astype(np.int64)
+
     @cached_property
     def _all_spans(self) -> SentenceSpans:
         return self.store.spans(self.selection)
@@ -183,8 +193,13 @@ class LayerData:
             mask = np.arange(int(lengths.max()))[None, :] < lengths[:, None]
             x = self._pad(self.gather(self.layer_in, rows), mask)
             y = self._pad(self.gather(self.layer_out, rows), mask) if targets else x
+            positions = np.zeros(mask.shape, dtype=np.int64)
+            positions[mask] = self._positions[rows]
             yield Batch(
-                torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), torch.from_numpy(mask).to(device)
+                torch.from_numpy(x).to(device),
+                torch.from_numpy(y).to(device),
+                torch.from_numpy(mask).to(device),
+                torch.from_numpy(positions).to(device),
             )
 
     @staticmethod

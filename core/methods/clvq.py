@@ -55,6 +55,10 @@ class CLVQConfig(OptimConfig):
     """Encoder: adaptive residual (identity-initialised W, LayerNorm, gated mix) or plain identity."""
     decoder_layers: int = 2
     """Transformer decoder layers (paper: 6)."""
+    decoder_positions: bool = True
+    """Add sinusoidal encodings of each word's position in its original sentence to the decoder input;
+    without them the decoder sees an unordered bag of codes (positions come from the token table, so a
+    frequency-filtered training sentence keeps its words' true positions)."""
     decoder_heads: int = 8
     """Attention heads (reduced to the largest divisor of the hidden size that is not larger)."""
     decoder_ff: int | None = None
@@ -93,6 +97,15 @@ def fitting_heads(dim: int, wanted: int) -> int:
     return next(h for h in range(max(1, min(wanted, dim)), 0, -1) if dim % h == 0)
 
 
+def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """Fixed sine/cosine position encodings [..., dim] (the original Transformer's), for integer positions."""
+    half = dim // 2
+    freq = torch.exp(-torch.arange(half, device=positions.device, dtype=torch.float32) * (9.210340371976184 / max(half, 1)))
+    angle = positions.to(torch.float32)[..., None] * freq
+    enc = torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
+    return torch.nn.functional.pad(enc, (0, dim - 2 * half))
+
+
 class QuantizedDecoder(nn.Module):
     """Transformer over the quantized sequence (bidirectional or causal), then a linear map to D_out."""
 
@@ -105,8 +118,8 @@ class QuantizedDecoder(nn.Module):
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False) if layers > 0 else None
         self.out = nn.Linear(dim, d_out)
 
-    def forward(self, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = q
+    def forward(self, q: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        h = q if positions is None else q + sinusoidal(positions, q.shape[-1]).to(q.dtype)
         if self.layers is not None:
             attn_mask = None
             if self.causal:
@@ -137,14 +150,16 @@ class CLVQModel(nn.Module):
             cfg.revive_dead, cfg.revive_threshold,
         )
         ff = cfg.decoder_ff or min(2048, 4 * d_in)
+        self.use_positions = cfg.decoder_positions
         self.decoder = QuantizedDecoder(d_in, d_out, cfg.decoder_layers, cfg.decoder_heads, ff, cfg.dropout, causal)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> CLVQOutput:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None) -> CLVQOutput:
         z = self.encoder(x[mask])  # only real tokens: padding never reaches the codebook
         qo = self.quantizer(z)
         q = x.new_zeros(x.shape[0], x.shape[1], qo.quantized.shape[1])
         q = q.masked_scatter(mask[..., None], qo.quantized)
-        return CLVQOutput(self.decoder(q, mask), qo.codes, qo.commitment, z)
+        positions = positions if self.use_positions else None
+        return CLVQOutput(self.decoder(q, mask, positions), qo.codes, qo.commitment, z)
 
 
 def masked_mse(recon: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -203,7 +218,7 @@ class CLVQMethod(NeuralMethod):
             self.model.quantizer.temperature = cfg.temperature * ratio ** (epoch / (cfg.epochs - 1))
 
     def step_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = self.model(batch.x, batch.mask)
+        out = self.model(batch.x, batch.mask, batch.positions)
         mse = masked_mse(out.recon, batch.y, batch.mask)
         loss = mse + self.config.commitment * out.commitment
         return loss, {"loss": loss.detach(), "mse": mse.detach(), "commitment": out.commitment.detach()}
@@ -212,7 +227,7 @@ class CLVQMethod(NeuralMethod):
         acc = FVUAccumulator()
         codes, commit, n = [], 0.0, 0
         for batch in data.batches(self.config.batch_sentences, None, device):
-            out = self.model(batch.x, batch.mask)
+            out = self.model(batch.x, batch.mask, batch.positions)
             acc.add(out.recon[batch.mask], batch.y[batch.mask])
             codes.append(out.codes)
             commit += out.commitment.item() * batch.n_tokens
