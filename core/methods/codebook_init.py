@@ -22,20 +22,24 @@ def _generator(seed: int, device: torch.device) -> torch.Generator:
 
 
 def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding: each next centre drawn with probability proportional to D(x)^2."""
+    """k-means++ seeding: each next centre drawn with probability proportional to D(x)^2.
+
+    Squared norms are computed once, so each step is one matrix-vector product and allocates only [N]
+    vectors (a fresh [N, D] temporary per step made glibc's heap balloon to several GB)."""
     n = x.shape[0]
-    first = torch.randint(0, n, (1,), generator=generator, device=x.device)
-    centres = [x[first]]
-    closest = squared_distances(x, centres[0]).squeeze(1)
-    for _ in range(1, k):
+    sq = (x * x).sum(1)
+    picks = torch.empty(k, dtype=torch.long, device=x.device)
+    picks[0] = torch.randint(0, n, (1,), generator=generator, device=x.device)[0]
+    closest = (sq - 2.0 * (x @ x[picks[0]]) + sq[picks[0]]).clamp_min_(0.0)
+    for i in range(1, k):
         total = closest.sum()
         if total <= 0:  # fewer distinct points than k: fall back to uniform picks
-            pick = torch.randint(0, n, (1,), generator=generator, device=x.device)
+            pick = torch.randint(0, n, (1,), generator=generator, device=x.device)[0]
         else:
-            pick = torch.multinomial(closest / total, 1, generator=generator)
-        centres.append(x[pick])
-        closest = torch.minimum(closest, squared_distances(x, x[pick]).squeeze(1))
-    return torch.cat(centres)
+            pick = torch.multinomial(closest / total, 1, generator=generator)[0]
+        picks[i] = pick
+        torch.minimum(closest, (sq - 2.0 * (x @ x[pick]) + sq[pick]).clamp_min_(0.0), out=closest)
+    return x[picks].clone()
 
 
 def lloyd(
