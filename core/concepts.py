@@ -177,7 +177,9 @@ def concepts(config: ConceptsConfig) -> Path:
     store = ActivationStore(run.require("extract"))
     stage = f"concepts/{config.method}"
     folder = run.stage_dir(stage)
-    method_hash = run.done_record(f"methods/{config.method}").get("config_hash")
+    # Config hash plus the finish time: a retrain with the same options (--force) also makes cards stale.
+    done_file = run.stage_dir(f"methods/{config.method}") / "done.json"
+    method_hash = f"{run.done_record(f'methods/{config.method}').get('config_hash')}-{done_file.stat().st_mtime_ns}"
     force = config.force or (run.is_done(stage) and run.done_record(stage).get("method_hash") != method_hash)
     if not run.begin(stage, config, force=force, exclude=NON_RESULT_FIELDS):
         log.info("concepts of %s already written in %s", config.method, folder)

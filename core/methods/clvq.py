@@ -116,10 +116,18 @@ class QuantizedDecoder(nn.Module):
             dim, fitting_heads(dim, heads), ff, dropout, batch_first=True, norm_first=False
         )
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False) if layers > 0 else None
+        # Residual streams of decoder LLMs reach norms of 1e4-1e5 (Gemma): normalising the code sequence
+        # keeps attention logits sane, and the output is produced in units of the target's per-dimension
+        # spread around its mean, so training starts from "predict the mean" at the right scale.
+        self.input_norm = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, d_out)
+        self.register_buffer("target_mean", torch.zeros(d_out))
+        self.register_buffer("target_scale", torch.ones(d_out))
 
     def forward(self, q: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        h = q if positions is None else q + sinusoidal(positions, q.shape[-1]).to(q.dtype)
+        h = self.input_norm(q)
+        if positions is not None:
+            h = h + sinusoidal(positions, q.shape[-1]).to(q.dtype)
         if self.layers is not None:
             attn_mask = None
             if self.causal:
@@ -127,7 +135,7 @@ class QuantizedDecoder(nn.Module):
             # Same (float) type for both masks: mixing bool and float masks is deprecated in torch.
             padding = torch.zeros(mask.shape, device=q.device, dtype=q.dtype).masked_fill(~mask, float("-inf"))
             h = self.layers(h, mask=attn_mask, src_key_padding_mask=padding, is_causal=self.causal)
-        return self.out(h)
+        return self.target_mean + self.target_scale * self.out(h)
 
 
 @dataclass
@@ -209,6 +217,10 @@ class CLVQMethod(NeuralMethod):
         cfg = self.config
         x = torch.from_numpy(data.sample_rows(data.layer_in, cfg.init_max_vectors, cfg.seed)).to(device)
         book = init_codebook(x, cfg.n_concepts, cfg.codebook_init, cfg.init_iterations, cfg.seed)
+        y = torch.from_numpy(data.sample_rows(data.layer_out, cfg.init_max_vectors, cfg.seed)).to(device)
+        with torch.no_grad():
+            self.model.decoder.target_mean.copy_(y.mean(0))
+            self.model.decoder.target_scale.copy_(y.std(0).clamp_min(1e-6))
         self.model.quantizer.set_codebook(book)
 
     def start_epoch(self, epoch: int) -> None:
