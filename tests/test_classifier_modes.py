@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import reference_word_states
 
 from clvq_judge.core.classifier import FinetuneConfig, finetune, load_classifier, predict
-from clvq_judge.core.encode import encode_batch
 from clvq_judge.core.extract import ExtractConfig, extract
 from clvq_judge.core.models import minilm_dir
 from clvq_judge.core.runs import Run
@@ -54,16 +54,8 @@ def test_decoder_pipeline_on_embedded_gemma(tmp_path):
     assert store.model_kind == "decoder" and store.layers == [12, 18] and store.hidden_size == 640
     tokens = store.tokens("eval")
     assert tokens["word"].iloc[0] == "<bos>" and tokens["is_start"].sum() == 16
-    model = load_classifier(Run.open(runs, "dec"))
-    sid = int(tokens["sentence"].iloc[0])
-    text = pd.read_parquet(tmp_path / "dec" / "data" / "sentences.parquet").set_index("sentence").loc[sid, "text"]
-    batch = encode_batch(model.tokenizer, [text])
-    with torch.no_grad():
-        hs = model.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True).hidden_states
-    pw = batch.piece_word[0]
-    last = [int(np.flatnonzero(pw == p)[-1]) for p in range(pw.max() + 1)]
-    rows = np.flatnonzero(tokens["sentence"].to_numpy() == sid)
-    np.testing.assert_allclose(store.rows(12, "eval", rows), hs[12][0, last].numpy(), rtol=1e-3, atol=1e-2)
+    expected, rows = reference_word_states(runs, "dec", store)
+    np.testing.assert_allclose(store.rows(12, "eval", rows), expected[12], rtol=1e-3, atol=1e-2)
 
 
 def test_hub_model_id_resolves_through_the_hf_cache(tmp_path):

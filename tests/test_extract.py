@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import reference_word_states
 
 from clvq_judge.core.activations import ActivationStore
 from clvq_judge.core.classifier import load_classifier
@@ -68,19 +69,9 @@ def test_eval_selection_has_every_word_and_predictions(minilm_run):
 
 def test_activations_equal_hf_hidden_states(minilm_run):
     runs, store = minilm_run
-    model = load_classifier(Run.open(runs, "tiny"))
-    tokens = store.tokens("eval")
-    sid = int(tokens["sentence"].iloc[0])
-    text = pd.read_parquet(runs / "tiny" / "data" / "sentences.parquet").set_index("sentence").loc[sid, "text"]
-    batch = encode_batch(model.tokenizer, [text])
-    with torch.no_grad():
-        hs = model.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True).hidden_states
-    pw = batch.piece_word[0]
-    last_piece = [int(np.flatnonzero(pw == p)[-1]) for p in range(pw.max() + 1)]
-    rows = np.flatnonzero(tokens["sentence"].to_numpy() == sid)
+    expected, rows = reference_word_states(runs, "tiny", store)
     for layer in (4, 6):
-        expected = hs[layer][0, last_piece].numpy()
-        np.testing.assert_allclose(store.rows(layer, "eval", rows), expected, atol=1e-4)
+        np.testing.assert_allclose(store.rows(layer, "eval", rows), expected[layer], atol=1e-4)
 
 
 def test_saliency_table_and_ig_completeness(minilm_run):
