@@ -55,6 +55,7 @@ class ActivationStore:
         if not manifest.exists():
             raise UserError(f"no activation cache in {self.folder}: run `clvq-judge extract` first")
         self.manifest = read_json(manifest)
+        self._open: dict[tuple[int, str], list[np.ndarray]] = {}
 
     @property
     def layers(self) -> list[int]:
@@ -82,12 +83,15 @@ class ActivationStore:
             )
 
     def shards(self, layer: int, selection: str) -> list[np.ndarray]:
-        """The memory-mapped shards of one layer, in row order."""
+        """The memory-mapped shards of one layer, in row order (opened once per store)."""
         self._check(layer, selection)
-        rows = self.manifest["selections"][selection]["shard_rows"]
-        return [
-            np.load(self.folder / shard_name(layer, selection, k), mmap_mode="r") for k in range(len(rows))
-        ]
+        key = (layer, selection)
+        if key not in self._open:
+            rows = self.manifest["selections"][selection]["shard_rows"]
+            self._open[key] = [
+                np.load(self.folder / shard_name(layer, selection, k), mmap_mode="r") for k in range(len(rows))
+            ]
+        return self._open[key]
 
     def shard_offsets(self, selection: str) -> np.ndarray:
         rows = self.manifest["selections"][selection]["shard_rows"]

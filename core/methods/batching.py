@@ -80,7 +80,6 @@ class LayerData:
         self.layer_in = layer_in
         self.layer_out = layer_in if layer_out is None else layer_out
         self._subset = sentences
-        self._shards: dict[int, list[np.ndarray]] = {}
 
     # --- geometry ------------------------------------------------------------------------------------
     @cached_property
@@ -127,7 +126,8 @@ class LayerData:
         base = np.arange(len(self._all_spans)) if self._subset is None else self._subset
         out = LayerData(self.store, self.selection, self.layer_in, self.layer_out, base[sentences])
         out.__dict__["_all_spans"] = self._all_spans
-        out._shards = self._shards
+        if "_positions" in self.__dict__:  # a split shares the parent's position column instead of re-reading it
+            out.__dict__["_positions"] = self._positions
         return out
 
     def split(self, fraction: float, seed: int) -> tuple[LayerData, LayerData]:
@@ -138,25 +138,9 @@ class LayerData:
         return self.with_sentences(np.sort(perm[n_val:])), self.with_sentences(np.sort(perm[:n_val]))
 
     # --- reading -------------------------------------------------------------------------------------
-    def _layer_shards(self, layer: int) -> list[np.ndarray]:
-        if layer not in self._shards:
-            self._shards[layer] = self.store.shards(layer, self.selection)
-        return self._shards[layer]
-
-    @cached_property
-    def _offsets(self) -> np.ndarray:
-        return self.store.shard_offsets(self.selection)
-
     def gather(self, layer: int, rows: np.ndarray) -> np.ndarray:
         """float32 copy of the given global rows (any order) of one layer."""
-        rows = np.asarray(rows, dtype=np.int64)
-        shards, offsets = self._layer_shards(layer), self._offsets
-        which = np.searchsorted(offsets, rows, side="right") - 1
-        out = np.empty((len(rows), self.store.hidden_size), dtype=np.float32)
-        for k in np.unique(which):
-            sel = which == k
-            out[sel] = shards[k][rows[sel] - offsets[k]]
-        return out
+        return self.store.rows(layer, self.selection, rows)
 
     def token_rows(self) -> np.ndarray:
         """Global row index of every token of this set, in row order."""
