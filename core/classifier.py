@@ -27,6 +27,7 @@ from .data import DataOptions, TextDataset, load_dataset
 from .device import resolve_device
 from .encode import encode_batch
 from .errors import UserError
+from .hooks import depth
 from .models import load_backbone, load_config, load_tokenizer, model_kind
 from .runs import NON_RESULT_FIELDS, Run, RunOptions
 
@@ -308,6 +309,7 @@ def finetune(config: FinetuneConfig) -> dict:
     write_with(folder / "predictions.parquet", lambda p: table.to_parquet(p, index=False), suffix=".parquet")
     metrics = accuracy_report(labels, preds, train, dataset.label_names)
     write_json(folder / "metrics.json", metrics)
+    meta["n_layers"] = depth(model)  # lets later stages check layer indices without loading the weights
     write_text(folder / "classifier.json", json.dumps(meta, indent=2))
     (folder / "features.npy").unlink(missing_ok=True)
     (folder / "train_state.pt").unlink(missing_ok=True)

@@ -201,18 +201,23 @@ def extract(config: ExtractConfig) -> ActivationStore:
     run = Run.open(config.runs_dir, config.run)
     run.require("finetune")
     device = resolve_device(config.device)
-    model = load_classifier(run, device)
-    n_layers = depth(model)
+    meta = read_json(run.stage_dir("finetune") / "classifier.json")
+    model = None
+    if "n_layers" not in meta:  # runs made before classifier.json recorded the depth
+        model = load_classifier(run, device)
+        meta["n_layers"] = depth(model)
+    n_layers = meta["n_layers"]
     layers = sorted(set(config.layers or default_layers(n_layers)))
     for layer in layers:
-        check_layer(model, layer)
+        check_layer(n_layers, layer)
     sal_layer = layers[0] if config.saliency_layer is None else config.saliency_layer
-    check_layer(model, sal_layer)
+    check_layer(n_layers, sal_layer)
     resolved = ExtractConfig(**{**config.__dict__, "layers": tuple(layers), "saliency_layer": sal_layer})
     if not run.begin("extract", resolved, config.force, NON_RESULT_FIELDS):
         log.info("extract: run %r already finished with these options (pass --force to redo)", run.name)
         return ActivationStore(run.stage_dir("extract"))
     folder = run.stage_dir("extract")
+    model = model or load_classifier(run, device)
     sentences = load_sentences(run)
     preds = pd.read_parquet(run.stage_dir("finetune") / "predictions.parquet", columns=["sentence", "prediction"])
     sentences = sentences.merge(preds, on="sentence")
@@ -228,7 +233,6 @@ def extract(config: ExtractConfig) -> ActivationStore:
     }
     extract_seconds = time.perf_counter() - started
     _saliency(model, dev, config, sal_layer, device, folder)
-    meta = read_json(run.stage_dir("finetune") / "classifier.json")
     manifest = {
         "model": meta["model"],
         "model_kind": meta["model_kind"],

@@ -32,8 +32,9 @@ def depth(model: nn.Module) -> int:
     return len(find_blocks(model))
 
 
-def check_layer(model: nn.Module, layer: int) -> None:
-    n = depth(model)
+def check_layer(model: nn.Module | int, layer: int) -> None:
+    """`model` is the model itself or its depth (number of blocks)."""
+    n = model if isinstance(model, int) else depth(model)
     if not 0 <= layer <= n:
         raise UserError(f"layer {layer} is out of range for this model (0 = embeddings .. {n} = last block): pass a layer in 0..{n}")
 
