@@ -42,6 +42,20 @@ STAGES = [
           "clvq_judge.core.concepts:ConceptsConfig", "clvq_judge.core.concepts:concepts"),
     Stage("ablate", "Faithfulness: remove each sentence's concept at L_in (probe and model-level) vs random controls.",
           "clvq_judge.core.ablation.stage:AblateConfig", "clvq_judge.core.ablation.stage:ablate"),
+    Stage("describe", "Explainer LLM: a one-line description of each concept the sampled units use (blind to the method).",
+          "clvq_judge.judge.describe:DescribeConfig", "clvq_judge.judge.describe:describe"),
+    Stage("rank", "Blinded LLM judging of concept methods: pairwise or listwise, known-answer control, win rates.",
+          "clvq_judge.judge.rank:RankConfig", "clvq_judge.judge.rank:rank"),
+    Stage("serve", "Serve a local transformers model (default: the embedded judge) as an OpenAI-compatible API.",
+          "clvq_judge.judge.serve:ServeConfig", "clvq_judge.judge.serve:serve"),
+    Stage("export", "Gather a run's ranking, ablation and human results into CSVs ready for a paper.",
+          "clvq_judge.judge.export:ExportConfig", "clvq_judge.judge.export:export"),
+    Stage("study create", "Build a human-evaluation study from a run and print one invite link per annotator.",
+          "clvq_judge.human_eval.builder:CreateConfig", "clvq_judge.human_eval.builder:create_study"),
+    Stage("study serve", "Start the annotation app (Streamlit) for a study.",
+          "clvq_judge.human_eval.serve:StudyServeConfig", "clvq_judge.human_eval.serve:serve_study"),
+    Stage("study results", "Accuracy per method, Krippendorff's alpha and progress of a study, as tidy CSVs.",
+          "clvq_judge.human_eval.results:ResultsConfig", "clvq_judge.human_eval.results:study_results"),
 ]
 
 
@@ -53,19 +67,39 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
     for stage in STAGES:
-        p = sub.add_parser(stage.name, help=stage.summary, description=stage.summary,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter.__bases__[0])
+        # "study create" is the `create` action of the `study` command group.
+        group, _, action = stage.name.rpartition(" ")
+        target = sub
+        if group:
+            if group not in groups:
+                parent = sub.add_parser(group, help=f"{group} commands ({group} ACTION --help for each)")
+                groups[group] = parent.add_subparsers(dest=f"{group}_action", metavar="ACTION", required=True)
+            target = groups[group]
+        p = target.add_parser(action, help=stage.summary, description=stage.summary,
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter.__bases__[0])
         if stage.name == chosen:
             add_arguments(p, stage.load(stage.config))
         p.set_defaults(_stage=stage)
     return parser
 
 
+def chosen_stage(argv: list[str]) -> str | None:
+    """The stage named on the command line (a group's action included), before parsing the options."""
+    names = {s.name for s in STAGES}
+    words = [a for a in argv if not a.startswith("-")]
+    for first, second in zip(words, [*words[1:], None]):
+        if second is not None and f"{first} {second}" in names:
+            return f"{first} {second}"
+        if first in names:
+            return first
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    names = {s.name for s in STAGES}
-    parser = build_parser(next((a for a in argv if a in names), None))
+    parser = build_parser(chosen_stage(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers"):

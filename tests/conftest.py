@@ -44,3 +44,8 @@ def reference_word_states(runs, run_name, store):
     last_piece = [int(np.flatnonzero(pw == p)[-1]) for p in range(pw.max() + 1)]
     rows = np.flatnonzero(tokens["sentence"].to_numpy() == sid)
     return {layer: h[0, last_piece].numpy() for layer, h in enumerate(hs)}, rows
+
+
+# Fixtures of the judge and the study live in their own plugin modules (one converted model, one server,
+# one browser per test session).
+pytest_plugins = ["fixtures_judge", "fixtures_study"]

@@ -7,8 +7,6 @@ import torch
 
 from clvq_judge.core.ablation import (
     basis_from_ids,
-    bootstrap_ci,
-    explanation_tokens,
     flip_rate,
     fold_accuracies,
     orthonormal_basis,
@@ -20,6 +18,8 @@ from clvq_judge.core.ablation import (
     sentence_ids,
 )
 from clvq_judge.core.ablation.directions import ranks
+from clvq_judge.core.explanation import explanation_tokens
+from clvq_judge.core.stats import bootstrap_ci
 
 
 def test_remove_direction_removes_exactly_the_component():

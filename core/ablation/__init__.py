@@ -1,9 +1,9 @@
 """Faithfulness by concept removal (spec section 5): pure math in `directions`, `projection`, `probe`,
-`stats`, `model_level`; glue to other stages in `sources`; the `ablate` stage in `stage`."""
+`stats`, `model_level` (the explanation token and bootstrap live in `core.explanation` and `core.stats`,
+shared with the judge and the study); glue to other stages in `sources`; the `ablate` stage in `stage`."""
 
 from .directions import (
     basis_from_ids,
-    explanation_tokens,
     orthonormal_basis,
     random_basis,
     random_ids,
@@ -12,7 +12,7 @@ from .directions import (
 from .model_level import BlockReplay, ModelBatch, predict_with_removal
 from .probe import FoldProbes, ProbeConfig, stratified_folds, train_fold_probes
 from .projection import remove_direction, remove_span
-from .stats import bootstrap_ci, flip_rate, fold_accuracies, relative_drop
+from .stats import flip_rate, fold_accuracies, relative_drop
 
 __all__ = [
     "BlockReplay",
@@ -20,8 +20,6 @@ __all__ = [
     "ModelBatch",
     "ProbeConfig",
     "basis_from_ids",
-    "bootstrap_ci",
-    "explanation_tokens",
     "flip_rate",
     "fold_accuracies",
     "orthonormal_basis",

@@ -29,15 +29,17 @@ from ..activations import ActivationStore
 from ..atomic import write_json, write_with
 from ..device import resolve_device
 from ..errors import UserError
+from ..explanation import explanation_tokens
 from ..hooks import check_layer
 from ..runs import NON_RESULT_FIELDS, Run, RunOptions
+from ..stats import bootstrap_ci
 from . import sources
-from .directions import basis_from_ids, explanation_tokens, random_basis, random_ids, ranks, sentence_ids
+from .directions import basis_from_ids, random_basis, random_ids, ranks, sentence_ids
 from .model_level import BlockReplay, predict_with_removal
 from .plot import plot_results
 from .probe import ProbeConfig, stratified_folds, train_fold_probes
 from .projection import remove_span
-from .stats import bootstrap_ci, flip_rate, fold_accuracies, relative_drop
+from .stats import flip_rate, fold_accuracies, relative_drop
 
 log = logging.getLogger(__name__)
 

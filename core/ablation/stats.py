@@ -1,4 +1,4 @@
-"""Accuracy summaries: per-fold mean and spread, bootstrap intervals, relative drop, flip rate."""
+"""Accuracy summaries: per-fold mean and spread, relative drop, flip rate (bootstrap intervals: `core.stats`)."""
 
 from __future__ import annotations
 
@@ -12,26 +12,6 @@ def fold_accuracies(correct: np.ndarray, folds: np.ndarray, n_folds: int | None 
     hits = np.bincount(folds, weights=np.asarray(correct, dtype=np.float64), minlength=n_folds)
     sizes = np.bincount(folds, minlength=n_folds)
     return hits / np.maximum(sizes, 1)
-
-
-def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values` (resampling items, seeded).
-
-    For a paired comparison pass per-item differences (e.g. correct_random - correct_concept).
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    # Chunks bound memory at about 4M indices however many items there are.
-    chunk = max(1, 4_000_000 // len(values))
-    for start in range(0, n_boot, chunk):
-        size = min(chunk, n_boot - start)
-        means[start : start + size] = values[rng.integers(0, len(values), size=(size, len(values)))].mean(1)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return float(low), float(high)
 
 
 def relative_drop(before: float, after: float) -> float:

@@ -1,0 +1,1 @@
+"""Session fixtures of the human-evaluation tests (a study from a tiny run, a browser)."""
