@@ -51,14 +51,11 @@ def child(args) -> None:
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     store = ActivationStore(args.store)
     cls = get_method(args.method)
-    import dataclasses
 
-    from clvq_judge.core.train import PRESETS
+    from clvq_judge.core.methods import method_config
 
     # The quick preset is what `clvq-judge train` runs by default, so that is what gets measured.
-    names = {f.name for f in dataclasses.fields(cls.config_class)}
-    preset = {k: v for k, v in PRESETS[args.preset].items() if k in names and v is not None}
-    cfg = cls.config_class(**{**preset, "epochs": 1, "val_fraction": 0.05})
+    cfg = method_config(cls.config_class, args.preset, {"epochs": 1, "val_fraction": 0.05})
     data = LayerData(store, "train", min(store.layers), max(store.layers))
     method = cls(cfg, MethodDims.of(data))
     start = time.perf_counter()
@@ -95,7 +92,9 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    from clvq_judge.core.synthetic import write_synthetic_store
+    # The synthetic cache writer is a test fixture, kept out of the installed package.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from synthetic_store import write_synthetic_store
 
     gflops = matmul_gflops()
     results = []

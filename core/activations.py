@@ -28,6 +28,11 @@ from .errors import UserError
 SELECTIONS = ("train", "eval")
 
 
+def input_layer(layers) -> int:
+    """The default L_in for a set of cached layers (extract caches L_in and L_out; see `default_layers`)."""
+    return min(layers)
+
+
 def shard_name(layer: int, selection: str, index: int) -> str:
     return f"layer_{layer}.{selection}.{index:05d}.npy"
 
@@ -56,10 +61,39 @@ class ActivationStore:
             raise UserError(f"no activation cache in {self.folder}: run `clvq-judge extract` first")
         self.manifest = read_json(manifest)
         self._open: dict[tuple[int, str], list[np.ndarray]] = {}
+        self._check_files()
+
+    def _check_files(self) -> None:
+        """Refuse, before any stage starts work, a cache of an older format or with a cut-off shard."""
+        redo = f"rerun `clvq-judge extract --run {self.folder.parent.name} --force`"
+        m = self.manifest
+        if not all(k in m for k in ("layers", "hidden_size", "selections", "dtype")) or not all(
+            "shard_rows" in m["selections"].get(sel, {}) for sel in SELECTIONS if sel in m["selections"]
+        ):
+            raise UserError(f"the activation cache in {self.folder} was written by an older clvq-judge: {redo}")
+        row_bytes = int(m["hidden_size"]) * np.dtype(m["dtype"]).itemsize
+        for selection, info in m["selections"].items():
+            for layer in m["layers"]:
+                for k, rows in enumerate(info["shard_rows"]):
+                    path = self.folder / shard_name(layer, selection, k)
+                    size = path.stat().st_size if path.exists() else -1
+                    if size < rows * row_bytes:
+                        state = "is missing" if size < 0 else f"is truncated ({size} bytes, {rows} rows need more)"
+                        raise UserError(f"activation shard {path.name} of {self.folder} {state}: {redo}")
 
     @property
     def layers(self) -> list[int]:
         return list(self.manifest["layers"])
+
+    @property
+    def layer_in(self) -> int:
+        """Default L_in of every stage (train, saliency, ablate): the lowest cached layer."""
+        return input_layer(self.layers)
+
+    @property
+    def layer_out(self) -> int:
+        """Default L_out of every stage (train, concepts' lookup FVU): the highest cached layer."""
+        return max(self.layers)
 
     @property
     def hidden_size(self) -> int:

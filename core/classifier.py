@@ -14,6 +14,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .atomic import read_json, write_json, write_text, write_with
+from .config import option
 from .data import DataOptions, TextDataset, load_dataset
 from .device import resolve_device
 from .encode import encode_batch
@@ -38,17 +40,17 @@ log = logging.getLogger(__name__)
 class FinetuneConfig(RunOptions, DataOptions):
     model: str = "minilm"
     """Model under study: embedded alias (minilm, gemma-270m), HF model id, or local directory."""
-    mode: str = "head"
+    mode: Literal["head", "full", "existing"] = "head"
     """head (train a linear head on the frozen model; quick), full (fine-tune everything), existing (--model is already a sequence classifier)."""
-    pooling: str = "mean"
+    pooling: Literal["mean", "first", "last"] = "mean"
     """How piece vectors become one sentence vector for the head: mean (over non-special pieces), first, last."""
-    epochs: int = 3
+    epochs: int = option(3, ge=1)
     """Epochs of full fine-tuning (head mode fits its head to convergence instead)."""
-    lr: float = 3e-5
+    lr: float = option(3e-5, gt=0)
     """Learning rate of full fine-tuning."""
-    batch_size: int = 16
+    batch_size: int = option(16, ge=1)
     """Sentences per batch for feature extraction and fine-tuning."""
-    max_length: int = 128
+    max_length: int = option(128, ge=2)
     """Pieces per sentence; longer sentences are truncated."""
 
 
@@ -251,8 +253,6 @@ def _finetune_full(model: TextClassifier, texts, labels, config: FinetuneConfig,
 
 def finetune(config: FinetuneConfig) -> dict:
     """Load the dataset, train or adopt the classifier, store its predictions and accuracies."""
-    if config.mode not in ("head", "full", "existing"):
-        raise UserError(f"unknown --mode {config.mode!r}: use head, full or existing")
     run = Run.open(config.runs_dir, config.run, create=True)
     info = run.info()
     if info and run.is_done("finetune") and not config.force:
@@ -262,13 +262,15 @@ def finetune(config: FinetuneConfig) -> dict:
                     f"run {run.name!r} was made with --{key} {info.get(key)}, not {getattr(config, key)}: "
                     f"use a new --run name or pass --force"
                 )
-    if not run.begin("finetune", config, config.force, NON_RESULT_FIELDS):
+    if run.is_done("finetune") and not config.force and not run.begin("finetune", config, False, NON_RESULT_FIELDS):
         log.info("finetune: run %r already finished with these options (pass --force to redo)", run.name)
         return read_json(classifier_dir(run) / "metrics.json")
     device = resolve_device(config.device)
+    # Data and model are checked before the stage starts, so a bad one leaves nothing half-written.
     dataset = load_dataset(config)
     model_config = load_config(config.model)
     kind = model_kind(model_config)
+    run.begin("finetune", config, config.force, NON_RESULT_FIELDS)
     run.write_info({"dataset": config.dataset, "model": config.model, "model_kind": kind, "seed": config.seed})
     _write_data(run, dataset)
     folder = classifier_dir(run)

@@ -38,6 +38,7 @@ import torch
 
 from .activations import ActivationStore
 from .atomic import write_json, write_text, write_with
+from .config import option
 from .device import resolve_device
 from .methods import ConceptMethod, LayerData, get_method
 from .runs import NON_RESULT_FIELDS, Run, RunOptions
@@ -51,11 +52,11 @@ class ConceptsConfig(RunOptions):
 
     method: str = "clvq"
     """Trained method whose concepts to write: clvq, vqvae, sae, kmeans or agglomerative."""
-    top_words: int = 20
+    top_words: int = option(20, ge=1)
     """Member words listed per concept (most frequent first)."""
-    examples: int = 5
+    examples: int = option(5, ge=0)
     """Example sentences per concept (distinct sentences, seeded random choice)."""
-    start_threshold: float = 0.5
+    start_threshold: float = option(0.5, ge=0, le=1)
     """A concept whose share of sentence-start tokens exceeds this is marked start-dominated."""
     seed: int = 0
     """Seed for the choice of example sentences."""
@@ -177,14 +178,12 @@ def concepts(config: ConceptsConfig) -> Path:
     store = ActivationStore(run.require("extract"))
     stage = f"concepts/{config.method}"
     folder = run.stage_dir(stage)
-    # Config hash plus the finish time: a retrain with the same options (--force) also makes cards stale.
-    done_file = run.stage_dir(f"methods/{config.method}") / "done.json"
-    method_hash = f"{run.done_record(f'methods/{config.method}').get('config_hash')}-{done_file.stat().st_mtime_ns}"
-    force = config.force or (run.is_done(stage) and run.done_record(stage).get("method_hash") != method_hash)
-    if not run.begin(stage, config, force=force, exclude=NON_RESULT_FIELDS):
+    inputs = (f"methods/{config.method}", "extract")
+    # Loaded before the stage starts, so an unreadable method leaves nothing half-written.
+    method = ConceptMethod.load(method_dir, device=resolve_device(config.device))
+    if not run.begin(stage, config, force=config.force, exclude=NON_RESULT_FIELDS, inputs=inputs):
         log.info("concepts of %s already written in %s", config.method, folder)
         return folder
-    method = ConceptMethod.load(method_dir, device=resolve_device(config.device))
     data = LayerData(store, "eval", method.dims.layer_in)
     ids = method.assign(data)
     tokens = store.tokens("eval")
@@ -202,9 +201,9 @@ def concepts(config: ConceptsConfig) -> Path:
         "perplexity": float(np.exp(-(p * np.log(p)).sum())) if len(p) else 0.0,
         "start_dominated": int(sum(c["is_start_dominated"] for c in cards)),
         "n_tokens": len(ids),
-        "l_out_layer": max(store.layers),
+        "l_out_layer": store.layer_out,
         "l_out_lookup_fvu": concept_lookup_fvu(
-            store, method.assign(LayerData(store, "train", method.dims.layer_in)), ids, len(vectors), max(store.layers)
+            store, method.assign(LayerData(store, "train", method.dims.layer_in)), ids, len(vectors), store.layer_out
         ),
     }
     if hasattr(method, "evaluate"):  # neural methods: their own reconstruction on the evaluation split
@@ -213,6 +212,6 @@ def concepts(config: ConceptsConfig) -> Path:
             own = method.evaluate(target, resolve_device(config.device))
         summary.update(reconstruction_layer=method.dims.layer_out, eval_reconstruction_fvu=own["val_fvu"])
     write_json(folder / "summary.json", summary)
-    run.finish(stage, config, NON_RESULT_FIELDS, method_hash=method_hash, **summary)
+    run.finish(stage, config, NON_RESULT_FIELDS, **summary)
     log.info("%s: %d of %d concepts used on %d eval tokens", config.method, summary["used_concepts"], len(vectors), len(ids))
     return folder

@@ -18,6 +18,7 @@ import json
 import textwrap
 import types
 import typing
+from collections.abc import Mapping
 from functools import cache
 from typing import Any, Literal, get_args, get_origin
 
@@ -43,15 +44,61 @@ def field_docs(cls: type) -> dict[str, str]:
                 and isinstance(nxt.value.value, str)
             ):
                 docs[node.target.id] = " ".join(nxt.value.value.split())
+    # Classes built at run time (no source) carry their docs in `__field_docs__`.
+    docs.update(cls.__dict__.get("__field_docs__", {}))
     return docs
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    out = {}
+    """A config (dataclass or mapping) as JSON-ready values."""
+    items = config.items() if isinstance(config, Mapping) else ((f.name, getattr(config, f.name)) for f in dataclasses.fields(config))
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in items}
+
+
+# --- declared ranges ------------------------------------------------------------------------------------
+
+
+def option(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+           lt: float | None = None) -> Any:
+    """A config field with a valid range, checked by `validate` before any work: `folds: int = option(20, ge=2)`."""
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    return dataclasses.field(default=default, metadata={"range": bounds})
+
+
+_BOUND_TEXT = {"ge": ">= {}", "gt": "> {}", "le": "<= {}", "lt": "< {}"}
+_BOUND_OK = {"ge": lambda v, b: v >= b, "gt": lambda v, b: v > b, "le": lambda v, b: v <= b, "lt": lambda v, b: v < b}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def validate(config: Any) -> None:
+    """Check fixed-choice fields against their `Literal` choices and numbers against their declared range.
+
+    Raises a one-line `UserError` naming the option, the bad value and what is allowed.
+    """
+    from .errors import UserError
+
+    hints = _resolved_types(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
+        if value is None:
+            continue
+        tp, _ = _unwrap_optional(hints.get(f.name, Any))
+        if get_origin(tp) is Literal and value not in get_args(tp):
+            choices = ", ".join(map(str, get_args(tp)))
+            raise UserError(f"{flag(f.name)} {value!r} is not a valid choice: use one of {choices}")
+        bounds = f.metadata.get("range")
+        if not bounds:
+            continue
+        for item in value if isinstance(value, tuple | list) else (value,):
+            if isinstance(item, bool) or not isinstance(item, int | float):
+                continue
+            broken = [_BOUND_TEXT[k].format(b) for k, b in bounds.items() if not _BOUND_OK[k](item, b)]
+            if broken or item != item:  # NaN fails every bound
+                allowed = " and ".join(_BOUND_TEXT[k].format(b) for k, b in bounds.items())
+                raise UserError(f"{flag(f.name)} {item} is out of range: it must be {allowed}")
 
 
 def config_hash(config: Any, exclude: tuple[str, ...] = ()) -> str:
@@ -82,9 +129,10 @@ def add_arguments(parser, cls: type, skip: tuple[str, ...] = ()) -> None:
             continue
         tp, optional = _unwrap_optional(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        flag = "--" + f.name.replace("_", "-")
+        name = flag(f.name)
         help_text = docs.get(f.name, "")
-        shown = "none" if default is None else (" ".join(map(str, default)) if isinstance(default, tuple) else default)
+        shown = f.metadata.get("shown_default", default)
+        shown = "none" if shown is None else (" ".join(map(str, shown)) if isinstance(shown, tuple) else shown)
         help_text = f"{help_text} (default: {shown})".replace("%", "%%")
         kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": help_text}
         origin = get_origin(tp)
@@ -103,7 +151,7 @@ def add_arguments(parser, cls: type, skip: tuple[str, ...] = ()) -> None:
             kwargs["metavar"] = getattr(tp, "__name__", "VALUE").upper()
         if optional and "choices" not in kwargs:
             kwargs["type"] = _none_or(kwargs.get("type", str))
-        parser.add_argument(flag, **kwargs)
+        parser.add_argument(name, **kwargs)
 
 
 def _none_or(convert):

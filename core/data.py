@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import option
 from .errors import UserError
 
 EMBEDDED_DATASETS = {
@@ -41,13 +42,13 @@ class DataOptions:
     """Label column of a local file or hub dataset."""
     encoding: str = "utf-8"
     """Text encoding of a local CSV/TSV file."""
-    max_train: int = 2000
+    max_train: int = option(2000, ge=0)
     """Cap on training sentences (seeded sample; 0 = no cap)."""
-    max_dev: int = 400
+    max_dev: int = option(400, ge=0)
     """Cap on dev (evaluation) sentences (seeded sample; 0 = no cap)."""
-    dev_fraction: float = 0.15
+    dev_fraction: float = option(0.15, gt=0, lt=1)
     """Share of sentences held out as dev when the source has no dev split."""
-    max_words: int = 48
+    max_words: int = option(48, ge=1)
     """Texts are cut to this many whitespace words (long articles would dominate compute)."""
     seed: int = 0
     """Seed of the run: data split and sampling here, derived seeds in later stages."""
@@ -136,14 +137,22 @@ def _read_local(path: Path, options: DataOptions) -> pd.DataFrame:
 def _load_hub(name: str, label_column: str) -> tuple[dict[str, pd.DataFrame], list[str] | None]:
     """Splits of a hub dataset (or a folder of data files) and the label names its features declare."""
     import datasets
+    from datasets.exceptions import DatasetNotFoundError
+    from huggingface_hub import errors as hub
 
     repo, config, _, _ = HUB_DATASETS.get(name, (name, None, None, None))
+    alternatives = f"use an embedded dataset ({', '.join(EMBEDDED_DATASETS)}) or a local .csv/.jsonl/.parquet file"
     try:
         loaded = datasets.load_dataset(repo, config)
-    except Exception as exc:  # datasets raises many types for "offline" / "not found"
+    except (DatasetNotFoundError, FileNotFoundError, hub.RepositoryNotFoundError):
+        raise UserError(f"dataset {name!r} is neither a local file nor a dataset on the hub: check the name, or {alternatives}") from None
+    except hub.GatedRepoError:
+        raise UserError(f"dataset {name!r} is gated on the hub: accept its terms there and log in (`hf auth login`)") from None
+    except (ConnectionError, TimeoutError, hub.OfflineModeIsEnabled) as exc:
+        # datasets' own ConnectionError also covers HF_DATASETS_OFFLINE=1 ("Couldn't reach ... (OfflineModeIsEnabled)").
         raise UserError(
-            f"dataset {name!r} could not be loaded from the hub ({type(exc).__name__}; offline?): use an embedded "
-            f"dataset ({', '.join(EMBEDDED_DATASETS)}) or a local .csv/.jsonl/.parquet file"
+            f"dataset {name!r} is not cached and the hub cannot be reached ({str(exc).splitlines()[0][:80]}): "
+            f"connect once to download it, or {alternatives}"
         ) from None
     frames = {split: part.to_pandas() for split, part in loaded.items()}
     feature = next(iter(loaded.values())).features.get(label_column)

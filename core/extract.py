@@ -3,6 +3,10 @@
 One forward pass per batch captures every requested layer and stops at the highest one. Results stream
 into memory-mapped shards (see `activations.py` for the layout); each chunk of sentences becomes one shard
 whose token part is written last, so a killed run resumes at the first chunk without it.
+
+Under `torchrun --nproc-per-node N` the chunks are shared out (rank r extracts chunks r, r + N, ...; each
+writes its own shards and parts), then rank 0 alone merges the parts and writes the manifest and
+done.json. The result is the same as one process's.
 """
 
 from __future__ import annotations
@@ -11,24 +15,26 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from .activations import ActivationStore
+from . import distributed
+from .activations import ActivationStore, input_layer
 from .atomic import read_json, write_json, write_with
 from .classifier import batches_by_length, load_classifier, load_sentences
-from .config import config_hash
-from .device import resolve_device
+from .config import config_hash, option
 from .encode import encode_batch, word_rows
 from .errors import UserError
 from .hooks import capture, check_layer, depth, run_until_stop
 from .runs import NON_RESULT_FIELDS, Run, RunOptions
 from .saliency import layer_integrated_gradients
 from .shards import ShardWriter
-from .words import AGGREGATIONS, aggregate, aggregate_scores, split_words
+from .words import aggregate, aggregate_scores, split_words
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +43,23 @@ log = logging.getLogger(__name__)
 class ExtractConfig(RunOptions):
     layers: tuple[int, ...] = field(default_factory=tuple)
     """Hidden-state indices to cache (0 = embeddings, depth = last block); default: 2/3 of the depth and the last layer (the paper's 8 -> 12 on 12 layers)."""
-    aggregate: str = "last"
+    aggregate: Literal["last", "first", "mean"] = "last"
     """How sub-word pieces become one word vector: last, first or mean piece."""
-    dtype: str = "float32"
+    dtype: Literal["float32", "float16"] = "float32"
     """Storage dtype of the shards: float32 or float16 (half the disk; checked for overflow)."""
-    min_count: int = 5
+    min_count: int = option(5, ge=1)
     """Training selection: keep word types seen at least this often in the train split."""
-    max_per_type: int = 20
+    max_per_type: int = option(20, ge=1)
     """Training selection: at most this many occurrences of each word type (seeded sample)."""
-    chunk_sentences: int = 512
+    chunk_sentences: int = option(512, ge=1)
     """Sentences per shard (the unit of resuming)."""
-    batch_size: int = 32
+    batch_size: int = option(32, ge=1)
     """Sentences per forward pass."""
-    max_length: int = 128
+    max_length: int = option(128, ge=2)
     """Pieces per sentence; words past the truncation are dropped."""
-    saliency_layer: int | None = None
+    saliency_layer: int | None = option(None, ge=0)
     """Layer whose hidden states Integrated Gradients attributes to (default: the lowest cached layer, L_in)."""
-    ig_steps: int = 32
+    ig_steps: int = option(32, ge=1)
     """Integrated-Gradients interpolation steps (paper: 500; the convergence delta is stored)."""
     seed: int = 0
     """Seed for the training selection's sampling."""
@@ -127,13 +133,18 @@ def _parts(folder: Path, prefix: str) -> list[Path]:
     return sorted((folder / "parts").glob(f"{prefix}.*.parquet"))
 
 
+def _my_chunks(frame: pd.DataFrame, size: int) -> list[tuple[int, pd.DataFrame]]:
+    """(index, sentences) of the chunks this rank computes: all of them in a single process."""
+    chunks = [frame.iloc[i : i + size] for i in range(0, len(frame), size)]
+    return distributed.shard(list(enumerate(chunks)))
+
+
 def _extract_selection(extractor: Extractor, frame: pd.DataFrame, selection: str, keep, config: ExtractConfig, folder: Path) -> list[int]:
-    chunks = [frame.iloc[i : i + config.chunk_sentences] for i in range(0, len(frame), config.chunk_sentences)]
-    rows_per_shard = []
-    for k, chunk in enumerate(tqdm(chunks, desc=f"extract {selection}", unit="chunk")):
+    """Rows per shard of one selection (on rank 0; other ranks write their chunks and return [])."""
+    rank = distributed.rank()
+    for k, chunk in tqdm(_my_chunks(frame, config.chunk_sentences), desc=f"extract {selection}", unit="chunk", disable=rank != 0):
         part = ShardWriter.token_part(folder, selection, k)
         if part.exists():  # finished before an interruption
-            rows_per_shard.append(len(pd.read_parquet(part, columns=["sentence"])))
             continue
         ids = chunk["sentence"].to_numpy()
         arrays, sent_idx, positions, words = extractor.run(
@@ -153,7 +164,12 @@ def _extract_selection(extractor: Extractor, frame: pd.DataFrame, selection: str
         })
         writer = ShardWriter(folder, selection, extractor.layers, config.dtype, shard_rows=0, start_index=k)
         writer.add(arrays, tokens)
-        rows_per_shard.append(writer.flush())
+        writer.flush()
+    distributed.barrier()  # every rank's parts are on disk
+    if not distributed.is_main():
+        return []
+    n_chunks = -(-len(frame) // config.chunk_sentences)
+    rows_per_shard = [pq.read_metadata(ShardWriter.token_part(folder, selection, k)).num_rows for k in range(n_chunks)]
     merged = pd.concat([pd.read_parquet(p) for p in _parts(folder, f"tokens.{selection}")], ignore_index=True)
     write_with(folder / f"tokens.{selection}.parquet", lambda p: merged.to_parquet(p, index=False), suffix=".parquet")
     return rows_per_shard
@@ -162,14 +178,14 @@ def _extract_selection(extractor: Extractor, frame: pd.DataFrame, selection: str
 def _saliency(model, frame: pd.DataFrame, config: ExtractConfig, layer: int, device, folder: Path) -> None:
     """IG saliency per evaluation word (max over its pieces) and the convergence delta per sentence."""
     per_batch = max(1, 128 // config.ig_steps)
-    chunks = [frame.iloc[i : i + config.chunk_sentences] for i in range(0, len(frame), config.chunk_sentences)]
-    for k, chunk in enumerate(tqdm(chunks, desc="saliency (IG)", unit="chunk")):
+    rank = distributed.rank()
+    for k, chunk in tqdm(_my_chunks(frame, config.chunk_sentences), desc="saliency (IG)", unit="chunk", disable=rank != 0):
         part = folder / "parts" / f"saliency.{k:05d}.parquet"
         if part.exists():
             continue
         texts = chunk["text"].tolist()
         words_out, sent_out = [], []
-        for idx in tqdm(list(batches_by_length(texts, per_batch)), desc=f"IG chunk {k + 1}", unit="batch", leave=False):
+        for idx in tqdm(list(batches_by_length(texts, per_batch)), desc=f"IG chunk {k + 1}", unit="batch", leave=False, disable=rank != 0):
             batch = encode_batch(model.tokenizer, [texts[i] for i in idx], config.max_length).to(device)
             target = torch.as_tensor(chunk["prediction"].to_numpy()[idx], device=device)
             attr, delta = layer_integrated_gradients(model, batch.input_ids, batch.attention_mask, layer, target, config.ig_steps)
@@ -183,6 +199,9 @@ def _saliency(model, frame: pd.DataFrame, config: ExtractConfig, layer: int, dev
         sent_df = pd.concat(sent_out).sort_values("sentence")
         write_with(folder / "parts" / f"ig_sentences.{k:05d}.parquet", lambda p, d=sent_df: d.to_parquet(p, index=False), suffix=".parquet")
         write_with(part, lambda p, d=words_df: d.to_parquet(p, index=False), suffix=".parquet")
+    distributed.barrier()
+    if not distributed.is_main():
+        return
     saliency = pd.concat([pd.read_parquet(p) for p in _parts(folder, "saliency")], ignore_index=True)
     deltas = pd.concat([pd.read_parquet(p) for p in _parts(folder, "ig_sentences")], ignore_index=True)
     sentences = frame[["sentence", "label", "prediction"]].merge(deltas, on="sentence", how="left")
@@ -191,16 +210,17 @@ def _saliency(model, frame: pd.DataFrame, config: ExtractConfig, layer: int, dev
 
 
 def extract(config: ExtractConfig) -> ActivationStore:
-    """Cache activations of the run's classifier on its dataset; a finished stage is reused."""
-    if config.aggregate not in AGGREGATIONS:
-        raise UserError(f"unknown --aggregate {config.aggregate!r}: use one of {', '.join(AGGREGATIONS)}")
-    if config.dtype not in ("float32", "float16"):
-        raise UserError(f"unsupported --dtype {config.dtype!r}: use float32 or float16")
-    if config.ig_steps < 1 or config.chunk_sentences < 1 or config.batch_size < 1:
-        raise UserError("--ig-steps, --chunk-sentences and --batch-size must be positive integers")
+    """Cache activations of the run's classifier on its dataset; a finished stage is reused.
+
+    Under `torchrun` every rank extracts its share of the chunks and rank 0 writes the rest (see above).
+    """
+    with distributed.session(config.device) as device:
+        return _extract(config, device)
+
+
+def _extract(config: ExtractConfig, device: torch.device) -> ActivationStore:
     run = Run.open(config.runs_dir, config.run)
     run.require("finetune")
-    device = resolve_device(config.device)
     meta = read_json(run.stage_dir("finetune") / "classifier.json")
     model = None
     if "n_layers" not in meta:  # runs made before classifier.json recorded the depth
@@ -210,10 +230,10 @@ def extract(config: ExtractConfig) -> ActivationStore:
     layers = sorted(set(config.layers or default_layers(n_layers)))
     for layer in layers:
         check_layer(n_layers, layer)
-    sal_layer = layers[0] if config.saliency_layer is None else config.saliency_layer
+    sal_layer = input_layer(layers) if config.saliency_layer is None else config.saliency_layer
     check_layer(n_layers, sal_layer)
     resolved = ExtractConfig(**{**config.__dict__, "layers": tuple(layers), "saliency_layer": sal_layer})
-    if not run.begin("extract", resolved, config.force, NON_RESULT_FIELDS):
+    if not distributed.on_main(lambda: run.begin("extract", resolved, config.force, NON_RESULT_FIELDS, inputs=("finetune",))):
         log.info("extract: run %r already finished with these options (pass --force to redo)", run.name)
         return ActivationStore(run.stage_dir("extract"))
     folder = run.stage_dir("extract")
@@ -233,6 +253,9 @@ def extract(config: ExtractConfig) -> ActivationStore:
     }
     extract_seconds = time.perf_counter() - started
     _saliency(model, dev, config, sal_layer, device, folder)
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 writes the manifest and done.json
+        return ActivationStore(folder)
     manifest = {
         "model": meta["model"],
         "model_kind": meta["model_kind"],
@@ -256,4 +279,5 @@ def extract(config: ExtractConfig) -> ActivationStore:
     run.finish("extract", resolved, NON_RESULT_FIELDS, counts={k: v["n_tokens"] for k, v in manifest["selections"].items()})
     log.info("extract: %d training and %d evaluation words of layers %s in %s",
              manifest["selections"]["train"]["n_tokens"], manifest["selections"]["eval"]["n_tokens"], layers, folder)
+    distributed.barrier()
     return ActivationStore(folder)

@@ -104,23 +104,62 @@ def resolve_model(name: str) -> ModelSource:
     return ModelSource(name, name)
 
 
-def _offline_hint(name: str) -> str:
-    return (
-        f"model {name!r} is neither a local directory nor reachable on the Hugging Face hub (offline?): "
-        f"pass a local model directory or one of the {EMBEDDED_HINT}"
-    )
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    while exc is not None and exc not in out:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def load_failure(source: ModelSource, exc: Exception) -> UserError | None:
+    """The user-facing cause of a failed `from_pretrained`, or None when it is not one we know (a bug:
+    the caller re-raises it with its traceback). Four outcomes: a local directory that holds no model
+    transformers can load, an id the hub does not have, a gated model, the hub out of reach."""
+    from huggingface_hub import errors as hub
+
+    first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    if Path(source.path).is_dir():
+        return UserError(
+            f"{source.path} holds no model transformers can load ({first}): pass a directory with a supported "
+            f"config.json, weights and tokenizer, or one of the {EMBEDDED_HINT}"
+        )
+    path = Path(source.path).expanduser()
+    if source.path.startswith((".", "/", "~")) or source.path.count("/") > 1:
+        return UserError(f"model directory {path} does not exist: check the path passed to --model")
+    chain = _chain(exc)
+    if any(isinstance(e, hub.HFValidationError) for e in chain):
+        return UserError(f"{source.name!r} is not a model name the hub accepts (org/name) nor an existing directory: check --model")
+    if any(isinstance(e, hub.GatedRepoError) for e in chain):
+        return UserError(f"model {source.name!r} is gated on the Hugging Face hub: accept its terms there and log in (`hf auth login`)")
+    if any(isinstance(e, hub.RepositoryNotFoundError) for e in chain) or "not a valid model identifier" in str(exc):
+        return UserError(
+            f"model {source.name!r} is neither a local directory nor a model on the Hugging Face hub: check the name, "
+            f"or use one of the {EMBEDDED_HINT}"
+        )
+    unreachable = (hub.OfflineModeIsEnabled, hub.LocalEntryNotFoundError, ConnectionError, TimeoutError)
+    if any(isinstance(e, unreachable) for e in chain) or "couldn't connect" in str(exc).lower():
+        return UserError(
+            f"model {source.name!r} is not in the local Hugging Face cache and the hub cannot be reached (offline or "
+            f"HF_HUB_OFFLINE=1): connect once to download it, pass a local model directory or use one of the {EMBEDDED_HINT}"
+        )
+    return None
+
+
+def _from_pretrained(load, source: ModelSource, **kwargs):
+    try:
+        return load(source.path, **kwargs)
+    except (OSError, ValueError) as exc:
+        error = load_failure(source, exc)
+        if error is None:
+            raise
+        raise error from None
 
 
 def load_config(name: str):
     from transformers import AutoConfig
 
-    source = resolve_model(name)
-    try:
-        return AutoConfig.from_pretrained(source.path)
-    except (OSError, ValueError) as exc:
-        if Path(source.path).is_dir():
-            raise UserError(f"{source.path} is not a loadable HF model directory ({str(exc).splitlines()[0]}): pass a directory with config.json") from None
-        raise UserError(_offline_hint(name)) from None
+    return _from_pretrained(AutoConfig.from_pretrained, resolve_model(name))
 
 
 def model_kind(config) -> str:
@@ -141,11 +180,7 @@ def model_kind(config) -> str:
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
-    source = resolve_model(name)
-    try:
-        tok = AutoTokenizer.from_pretrained(source.path)
-    except (OSError, ValueError):
-        raise UserError(_offline_hint(name)) from None
+    tok = _from_pretrained(AutoTokenizer.from_pretrained, resolve_model(name))
     if not tok.is_fast:
         raise UserError(f"model {name!r} has no fast tokenizer, which word alignment needs: pick a model with tokenizer.json")
     if tok.pad_token is None:
@@ -168,9 +203,5 @@ def load_backbone(name: str, dtype=None):
     from transformers import AutoModel
 
     quiet_transformers()
-    source = resolve_model(name)
-    try:
-        model = AutoModel.from_pretrained(source.path, dtype=dtype or torch.float32)
-    except (OSError, ValueError):
-        raise UserError(_offline_hint(name)) from None
+    model = _from_pretrained(AutoModel.from_pretrained, resolve_model(name), dtype=dtype or torch.float32)
     return model.eval()

@@ -2,13 +2,20 @@
 
 A stage writes `done.json` (its config and hash) last and atomically, so "finished" and "half-written"
 are never confused; a rerun of a finished stage with the same config is a no-op.
+
+`done.json` also records a *done hash* (config hash + a nonce drawn at finish, so even a forced redo with
+the same options is a new result) and the done hashes of the stages it read (`inputs`). A stage whose
+inputs were redone since is outdated: `begin` redoes it (one log line says why) and `require` refuses to
+hand it to a later stage, naming the command to rerun.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
+import secrets
 import shutil
 from dataclasses import dataclass
 from importlib import metadata
@@ -16,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import read_json, write_json
-from .config import config_hash, to_dict
+from .config import config_hash, to_dict, validate
 from .errors import UserError
+
+log = logging.getLogger(__name__)
 
 DONE = "done.json"
 
@@ -88,46 +97,133 @@ class Run:
         return (self.stage_dir(stage) / DONE).exists()
 
     def done_record(self, stage: str) -> dict[str, Any]:
-        return read_json(self.stage_dir(stage) / DONE)
+        path = self.stage_dir(stage) / DONE
+        try:
+            record = read_json(path)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UserError(f"{path} is corrupted: {rerun_hint(self.name, stage)} --force") from None
+        if not isinstance(record, dict) or "config_hash" not in record:
+            raise UserError(f"{path} is not a stage record: {rerun_hint(self.name, stage)} --force")
+        if "done_hash" not in record:
+            # Written by an older clvq-judge: no done hash, no inputs. Migrated on read: the hash stands for
+            # this very finish (config and file time) and its inputs stay unknown (see `outdated_inputs`).
+            record["done_hash"] = f"{record['config_hash']}-legacy{path.stat().st_mtime_ns}"
+        return record
 
-    def require(self, stage: str) -> Path:
-        """The folder of a finished earlier stage, or a clear error saying how to produce it."""
+    def done_hash(self, stage: str) -> str | None:
+        """Identifies one finished result of `stage` (None when unfinished); a redo always changes it."""
+        return self.done_record(stage)["done_hash"] if self.is_done(stage) else None
+
+    def outdated_inputs(self, stage: str, inputs: tuple[str, ...] | None = None) -> list[str]:
+        """Inputs of a finished `stage` that were redone (or removed) after it read them.
+
+        Recorded inputs are compared by done hash. A record from an older clvq-judge names no inputs; when
+        the caller knows them (`inputs`), an input that finished after it counts as redone.
+        """
+        record = self.done_record(stage)
+        if "inputs" in record:
+            return [s for s, h in record["inputs"].items() if self.done_hash(s) != h]
+        mine = (self.stage_dir(stage) / DONE).stat().st_mtime_ns
+        return [s for s in inputs or () if not self.is_done(s) or (self.stage_dir(s) / DONE).stat().st_mtime_ns > mine]
+
+    def require(self, stage: str, _seen: frozenset[str] = frozenset()) -> Path:
+        """The folder of a finished, up-to-date earlier stage, or a clear error saying what to run.
+
+        Up to date means: every stage it read (recursively) is still the result it read, so results made
+        from an outdated input are never served.
+        """
         if not self.is_done(stage):
+            raise UserError(f"run {self.name!r} has no finished '{stage}' stage: {rerun_hint(self.name, stage)} first")
+        stale = self.outdated_inputs(stage)
+        if stale:
             raise UserError(
-                f"run {self.name!r} has no finished '{stage}' stage: run `clvq-judge {stage} --run {self.name}` first"
+                f"'{stage}' of run {self.name!r} is outdated: its input '{stale[0]}' was redone after it; "
+                f"{rerun_hint(self.name, stage)}"
             )
+        for upstream in self.done_record(stage).get("inputs", {}):
+            if upstream not in _seen:
+                self.require(upstream, _seen | {stage})
         return self.stage_dir(stage)
 
-    def begin(self, stage: str, config: Any, force: bool = False, exclude: tuple[str, ...] = ()) -> bool:
-        """Prepare a stage; return False when it already finished with this config (nothing to do).
+    def input_hashes(self, inputs: tuple[str, ...]) -> dict[str, str]:
+        """Done hashes of the stages a stage reads; each must be finished and up to date."""
+        for stage in inputs:
+            self.require(stage)
+        return {stage: self.done_hash(stage) for stage in inputs}
 
-        A finished stage with different options needs `--force`; `--force` clears the stage folder.
-        A half-finished stage folder is kept so the stage can resume from it.
+    def begin(
+        self, stage: str, config: Any, force: bool = False, exclude: tuple[str, ...] = (), inputs: tuple[str, ...] = ()
+    ) -> bool:
+        """Prepare a stage; return False when it already finished with this config from the same inputs.
+
+        `inputs` names the stages it reads (e.g. ("extract", "methods/clvq")); their done hashes are recorded
+        by `finish`. A finished stage whose inputs were redone since is redone (one log line says so); one
+        with different options needs `--force`; `--force` clears the stage folder. A half-finished stage
+        folder is kept so the stage can resume from it, unless it was started on other inputs.
         """
         folder = self.stage_dir(stage)
         digest = config_hash(config, exclude)
+        current = self.input_hashes(tuple(inputs))
         if folder.exists() and force:
             shutil.rmtree(folder)
         if self.is_done(stage):
-            if self.done_record(stage).get("config_hash") == digest:
+            if self.done_record(stage).get("config_hash") != digest:
+                raise UserError(
+                    f"stage '{stage}' of run {self.name!r} already finished with other options: "
+                    f"pass --force to redo it, or use a new --run name"
+                )
+            stale = self.outdated_inputs(stage, tuple(inputs))
+            if not stale:
                 return False
-            raise UserError(
-                f"stage '{stage}' of run {self.name!r} already finished with other options: "
-                f"pass --force to redo it, or use a new --run name"
-            )
-        started = folder / "started.json"
-        if started.exists() and read_json(started).get("config_hash") != digest:
-            # A half-finished stage with other options cannot be resumed; start it over.
+            log.warning("%s: input %s of run %r was redone since this stage finished; redoing it",
+                        stage, ", ".join(f"'{s}'" for s in stale), self.name)
             shutil.rmtree(folder)
+        started = folder / "started.json"
+        if started.exists():
+            before = read_json(started)
+            if before.get("config_hash") != digest or before.get("inputs", current) != current:
+                # A half-finished stage with other options or inputs cannot be resumed; start it over.
+                shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(started, {"config_hash": digest, "config": to_dict(config)})
+        if not started.exists():  # a resumed stage keeps its marker untouched
+            write_json(started, {"config_hash": digest, "config": to_dict(config), "inputs": current})
         return True
 
-    def finish(self, stage: str, config: Any, exclude: tuple[str, ...] = (), **extra: Any) -> None:
+    def finish(
+        self, stage: str, config: Any, exclude: tuple[str, ...] = (), inputs: tuple[str, ...] | None = None, **extra: Any
+    ) -> None:
+        """Mark a stage finished. Its inputs are those given to `begin` (or `inputs`, read again now)."""
+        started = self.stage_dir(stage) / "started.json"
+        if inputs is not None:
+            recorded = self.input_hashes(tuple(inputs))
+        elif started.exists():
+            recorded = read_json(started).get("inputs", {})
+        else:
+            recorded = {}
+        digest = config_hash(config, exclude)
         write_json(
             self.stage_dir(stage) / DONE,
-            {"config_hash": config_hash(config, exclude), "config": to_dict(config), **extra},
+            {
+                "config_hash": digest,
+                # The nonce makes a forced redo with the same options a different result to its readers.
+                "done_hash": f"{digest}-{secrets.token_hex(4)}",
+                "inputs": recorded,
+                "config": to_dict(config),
+                **extra,
+            },
         )
+
+
+def rerun_hint(run: str, stage: str) -> str:
+    """The command that (re)makes a stage's folder, for error messages."""
+    kind, _, method = stage.partition("/")
+    if kind == "methods" and method:
+        return f"run `clvq-judge train --run {run} --method {method}`"
+    if kind == "concepts" and method:
+        return f"run `clvq-judge concepts --run {run} --method {method}`"
+    if not method:
+        return f"run `clvq-judge {kind} --run {run}`"
+    return f"rerun the stage that writes {stage}/ of run {run!r}"
 
 
 def dump(obj: Any) -> str:
@@ -146,6 +242,10 @@ class RunOptions:
     """Redo the stage even if it already finished (clears its folder)."""
     device: str = "auto"
     """Where to compute: auto (CUDA when available), cpu or cuda."""
+
+    def __post_init__(self) -> None:
+        # Every stage config is checked on construction, so a bad value fails before any work.
+        validate(self)
 
 
 # Fields that never change a stage's results, so they are left out of its config hash.

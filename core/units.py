@@ -77,7 +77,7 @@ def concept_folder(run: Run, method: str) -> Path:
             f"`clvq-judge train --run {run.name} --method {method}` and `clvq-judge concepts --run {run.name} "
             f"--method {method}` first"
         )
-    return run.stage_dir(stage)
+    return run.require(stage)  # refuses concepts built on an input that has since been redone
 
 
 def load_cards(run: Run, method: str) -> list[dict]:

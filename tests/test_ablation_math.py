@@ -134,3 +134,42 @@ def test_probe_rows_pick_the_start_token_or_the_last_word():
     assert probe_rows(tokens, np.array([2, 5]), "last").tolist() == [4, 2]
     with pytest.raises(UserError, match="--probe-token last"):
         probe_rows(tokens[tokens.position > 0], np.array([2, 5]), "start")
+
+
+def test_energy_matched_basis_removes_exactly_the_concepts_energy():
+    from clvq_judge.core.ablation.directions import energy_matched_basis, pad_by_sentence, removed_energy
+
+    g = torch.Generator().manual_seed(7)
+    mean = 3.0 * torch.randn(32, generator=g)
+    h = torch.randn(6, 9, 32, generator=g) + mean  # a shared offset: centroid-like directions carry much energy
+    h[2, 5:] = 0  # a shorter sentence (zero padding)
+    q = orthonormal_basis(torch.randn(6, 2, 32, generator=g) + mean)
+    q[1, :, 1] = 0  # rank 1 for sentence 1
+    rank = ranks(q)
+    # Sentence 1 and 3 get targets below what a random subspace removes (the null-space branch).
+    target = removed_energy(h, q) * torch.tensor([1.0, 0.01, 1.0, 0.05, 1.0, 1.0])
+    u = energy_matched_basis(h, target, rank, 2, seed=1)
+    assert torch.allclose(removed_energy(h, u), target, rtol=1e-4)
+    expected = torch.diag_embed((torch.arange(2)[None, :] < rank[:, None]).float())
+    assert torch.allclose(u.transpose(1, 2) @ u, expected, atol=1e-5)
+    # The uniform control removes far less than the concept; another seed gives another subspace.
+    assert (removed_energy(h, random_basis(rank, 32, 2, 0)) < 0.5 * removed_energy(h, q)).all()
+    other = energy_matched_basis(h, target, rank, 2, seed=2)
+    assert not torch.allclose(u, other, atol=1e-3)
+    # Rows grouped per sentence, in the listed order, padded with zeros.
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    block = pad_by_sentence(x, np.array([5, 5, 7, 7, 7, 9]), np.array([7, 5, 8]))
+    assert block.shape == (3, 3, 2) and block[0, 2, 1] == 9 and block[1, 1, 0] == 2 and (block[2] == 0).all()
+
+
+def test_flip_energy_line_recovers_a_known_slope():
+    from clvq_judge.core.ablation.stage import REMOVALS, flip_energy_fit
+
+    rng = np.random.default_rng(0)
+    share = {c: rng.random(400) for c in REMOVALS}
+    # The controls flip at 0.1 + 0.6 x energy share; the concept 0.3 more often than its energy predicts.
+    flipped = {c: rng.random(400) < 0.1 + 0.3 * (c == "concept") + 0.6 * share[c] for c in REMOVALS}
+    fit = flip_energy_fit(share, flipped)
+    assert fit["slope"] == pytest.approx(0.6, abs=0.1) and fit["intercept"] == pytest.approx(0.175, abs=0.06)
+    assert 0.3 < fit["r"] < 0.7 and fit["n"] == 1600
+    assert fit["concept_excess_flip_rate"] == pytest.approx(0.225, abs=0.06)

@@ -15,13 +15,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+from synthetic_store import write_synthetic_store  # noqa: E402
+
 from clvq_judge.core.ablation import sources  # noqa: E402
 from clvq_judge.core.ablation.stage import COLUMNS, AblateConfig, ablate  # noqa: E402
 from clvq_judge.core.errors import UserError  # noqa: E402
 from clvq_judge.core.methods import REGISTRY, ConceptMethod, MethodDims  # noqa: E402
 from clvq_judge.core.methods.base import OptimConfig  # noqa: E402
 from clvq_judge.core.runs import Run  # noqa: E402
-from clvq_judge.core.synthetic import write_synthetic_store  # noqa: E402
 
 HIDDEN, VOCAB = 16, 30
 
@@ -135,9 +136,15 @@ def test_ablate_writes_results_summary_and_chart(run_dir):
     folder = run.stage_dir("ablate")
     assert list(results.columns) == COLUMNS
     table = pd.read_csv(folder / "results.csv")
-    assert len(table) == 3 * 2 * 4  # variants x protocols x conditions
+    assert len(table) == 3 * 2 * 5  # variants x protocols x conditions
     assert set(table.label) == {"kmeans", "sae k=1", "sae k=2"}
-    assert set(table.condition) == {"original", "concept", "random", "other_concept"}
+    assert set(table.condition) == {"original", "concept", "random", "random_energy", "other_concept"}
+    # The energy-matched control removes what the concept removes; the uniform one (here) far less.
+    removals = table[table.condition != "original"].set_index(["label", "protocol", "condition"]).energy_share
+    for label in ("kmeans", "sae k=2"):
+        for protocol in ("paper", "model"):
+            assert removals[label, protocol, "random_energy"] == pytest.approx(removals[label, protocol, "concept"], rel=1e-3)
+    assert (table[table.condition == "original"].energy_share == 0).all()
     assert (table.n == 48).all()
     assert table.accuracy.between(0, 1).all() and (table.ci_low <= table.ci_high).all()
     original = table[table.condition == "original"]
@@ -147,6 +154,14 @@ def test_ablate_writes_results_summary_and_chart(run_dir):
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["n_sentences"] == 48 and summary["probe_token"] == "start"
     assert set(summary["methods"]["sae k=2"]) >= {"paper", "model", "layer"}
+    for protocol in ("paper", "model"):
+        entry = summary["methods"]["kmeans"][protocol]
+        head = entry["drop_vs_energy_control"]
+        assert head["ci_low"] <= head["value"] <= head["ci_high"]
+        assert head["value"] == pytest.approx(entry["random_energy"] - entry["after"])
+        fit = entry["flip_vs_energy"]
+        assert fit["n"] == 4 * 48 and np.isfinite(fit["slope"]) and -1 <= fit["r"] <= 1
+        assert entry["energy_match"]["share_within_1pct"] > 0.9
     assert summary["methods"]["kmeans"]["layer"] == 1  # the SAE's recorded L_in is 1 too
     png = (folder / "ablation.png").read_bytes()
     assert png[:4] == b"\x89PNG" and len(png) > 5000
@@ -170,6 +185,11 @@ def test_ablate_is_reproducible_and_checks_options(run_dir):
     # Same probes, same unperturbed accuracy; the removals are taken from other vectors.
     assert centered.accuracy.iloc[0] == first.accuracy.iloc[0]
     assert not np.allclose(centered.flip_rate.to_numpy(), first.flip_rate.to_numpy())
+    # Centred directions: the vector method's table loses the training mean, so other things are removed.
+    shifted = ablate(config_for(run, protocol="paper", method=("kmeans",), center_directions=True, force=True))
+    summary = json.loads((run.stage_dir("ablate") / "summary.json").read_text())
+    assert summary["center_directions"] and summary["methods"]["kmeans"]["directions_centered"]
+    assert not np.allclose(shifted.energy_share.to_numpy(), first.energy_share.to_numpy())
     with pytest.raises(UserError, match="unknown --method"):
         ablate(config_for(run, method=("pca",)))
     with pytest.raises(UserError, match="--folds"):

@@ -31,7 +31,16 @@ def test_adopt_existing_sequence_classifier(tmp_path):
     AutoTokenizer.from_pretrained(str(minilm_dir())).save_pretrained(folder)
     metrics = finetune(FinetuneConfig(run="adopt", runs_dir=str(tmp_path / "runs"), dataset="sentiment",
                                       model=str(folder), mode="existing", max_train=30, max_dev=20))
-    assert 0.0 <= metrics["dev_accuracy"] <= 1.0 and metrics["n_dev"] == 20
+    # The adopted model is used as is: its own logits give the stored predictions and the accuracy.
+    run = Run.open(tmp_path / "runs", "adopt")
+    table = pd.read_parquet(run.stage_dir("finetune") / "predictions.parquet")
+    dev = table[table["split"] == "dev"]
+    assert metrics["n_dev"] == 20 and metrics["dev_accuracy"] == pytest.approx((dev["prediction"] == dev["label"]).mean())
+    hf = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    texts = pd.read_parquet(run.root / "data" / "sentences.parquet").set_index("sentence").loc[dev["sentence"], "text"]
+    enc = AutoTokenizer.from_pretrained(str(folder))(texts.tolist(), padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.no_grad():
+        assert (hf(**enc).logits.argmax(1).numpy() == dev["prediction"].to_numpy()).all()
     store = extract(ExtractConfig(run="adopt", runs_dir=str(tmp_path / "runs"), layers=(2, 4), ig_steps=2, min_count=2))
     assert store.layers == [2, 4] and store.n_tokens("eval") > 20
 

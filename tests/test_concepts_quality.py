@@ -1,8 +1,8 @@
 import numpy as np
+from synthetic_store import write_synthetic_store
 
 from clvq_judge.core.activations import ActivationStore
 from clvq_judge.core.concepts import concept_lookup_fvu
-from clvq_judge.core.synthetic import write_synthetic_store
 
 
 def test_lookup_fvu_rewards_informative_concepts(tmp_path):

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_store import write_synthetic_store
 
 from clvq_judge.cli.main import main
 from clvq_judge.core.activations import ActivationStore
@@ -12,7 +13,6 @@ from clvq_judge.core.concepts import ConceptsConfig, build_cards, concepts
 from clvq_judge.core.errors import UserError
 from clvq_judge.core.methods import METHODS, ConceptMethod, LayerData, get_method
 from clvq_judge.core.runs import Run
-from clvq_judge.core.synthetic import write_synthetic_store
 from clvq_judge.core.train import TrainConfig, train
 
 SMALL = dict(n_concepts=8, decoder_layers=1, decoder_ff=32, sae_latents=32, batch_sentences=32, progress=False)
@@ -42,7 +42,10 @@ def test_train_and_concepts_end_to_end(tmp_path, method):
     folder = train(cfg(tmp_path, method=method))
     assert (folder / "done.json").exists() and (folder / "model.safetensors").exists()
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    assert rows and np.isfinite(rows[-1]["val_fvu"])
+    # The recorded result is the best-validation epoch (the weights that were kept), not the last one.
+    record = json.loads((folder / "done.json").read_text())
+    best = min(rows, key=lambda r: (r.get("val_loss", r["val_fvu"]), r["epoch"]))
+    assert record["epochs_run"] == len(rows) and record["best_metrics"] == best
     out = concepts(ConceptsConfig(run="t", runs_dir=str(tmp_path / "runs"), method=method, examples=2))
     store = ActivationStore(run.stage_dir("extract"))
     ids = np.load(out / "assignments.npy")

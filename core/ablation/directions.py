@@ -3,6 +3,26 @@
 Concepts are handled as integer ids into a table of direction vectors ([K, D]): a code vector or centroid
 per concept for the vector methods, an encoder row per latent for the SAE. A sentence's ids are padded
 with -1, so sentences with different numbers of directions share one [S, m] array.
+
+Energy-matched control (`energy_matched_basis`). Removing an orthonormal basis Q from a sentence's vectors
+H (its tokens at L_in, [T, D]) takes away the energy E(Q) = ||H Q||_F^2 = sum_t ||Q^T h_t||^2. Centroid-like
+concept directions point where a sentence's states already are, so they carry far more energy than a
+uniformly random direction: a concept-vs-random gap can then be an energy effect, not a concept effect.
+The control therefore removes a subspace of the same rank r that takes away exactly the concept's energy:
+
+    A = the sentence's top-r right singular vectors of H (the r-dim subspace of maximal energy; completed
+        by random vectors orthogonal to H's rows when H has rank < r),
+    R = a uniformly random orthonormal r-frame orthogonal to A (seeded),
+    U = cos(t) A + sin(t) R,   cos^2(t) = (E(Q) - E(R)) / (E(A) - E(R)), clipped to [0, 1].
+
+U is orthonormal (A and R are orthonormal and mutually orthogonal) and, because A's columns are eigenvectors
+of H^T H, E(U) = cos^2(t) E(A) + sin^2(t) E(R) exactly, with no cross term. By Ky Fan's theorem
+E(Q) <= E(A), so the match is exact. When the concept removes less than R does, U instead mixes R with a
+random r-frame N of H's null space (orthogonal to A and R, energy 0): E(U) = cos^2(t) E(R), again exact
+(unless the sentence's vectors have rank above D - 3r; the shortfall is reported as the `energy_match` of
+summary.json). The only non-random ingredient is A, which depends on the sentence alone,
+never on the method: the control asks "does an arbitrary subspace that removes as much of this sentence
+as the concept does hurt as much?".
 """
 
 from __future__ import annotations
@@ -110,3 +130,73 @@ def random_ids(ids: np.ndarray, n_concepts: int, seed: int, tries: int = 20) -> 
                 break
             out[clash] = rng.integers(0, n_concepts, size=int(clash.sum()))
     return unique_ids(out)
+
+
+# --- removed energy and the energy-matched control --------------------------------------------------------
+
+
+def pad_by_sentence(x: np.ndarray, sentence_of_row: np.ndarray, sentences: np.ndarray) -> torch.Tensor:
+    """Rows `x` [N, D] grouped into one zero-padded block per sentence of `sentences`: [S, T_max, D].
+
+    Rows keep their order within a sentence; rows of sentences not listed are dropped; a listed sentence
+    without rows is all zeros (it has no energy to remove)."""
+    x = np.asarray(x, dtype=np.float32)
+    where = pd.Index(np.asarray(sentences)).get_indexer(np.asarray(sentence_of_row))
+    keep = np.flatnonzero(where >= 0)
+    where = where[keep]
+    order = keep[np.argsort(where, kind="stable")]
+    sent = np.sort(where, kind="stable")
+    counts = np.bincount(sent, minlength=len(sentences))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(len(sent)) - starts[sent]
+    out = np.zeros((len(sentences), max(1, int(counts.max(initial=0))), x.shape[1]), dtype=np.float32)
+    out[sent, slot] = x[order]
+    return torch.from_numpy(out)
+
+
+def removed_energy(h: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Energy [S] that removing basis `q` [S, D, r] takes from each sentence's vectors `h` [S, T, D]:
+    sum over tokens and columns of (h_t . q_j)^2 (zero padding rows and columns add nothing)."""
+    return (torch.bmm(h.float(), q.float()) ** 2).sum(dim=(1, 2))
+
+
+def energy_matched_basis(h: torch.Tensor, target: torch.Tensor, rank: torch.Tensor | np.ndarray, width: int,
+                         seed: int) -> torch.Tensor:
+    """A random orthonormal basis [S, D, width] per sentence, with `rank[i]` non-zero columns, whose removal
+    takes `target[i]` energy from sentence i's vectors `h` [S, T, D] (construction: module docstring)."""
+    h = h.float()
+    n, _, dim = h.shape
+    rank = torch.as_tensor(np.asarray(rank), dtype=torch.long)
+    if width == 0 or n == 0:
+        return torch.zeros(n, dim, width)
+    if 2 * width > dim:
+        raise ValueError(f"an energy-matched basis of width {width} needs at least {2 * width} dimensions, not {dim}")
+    _, sing, vh = torch.linalg.svd(h, full_matrices=False)  # rows sorted by singular value, largest first
+    top = vh[:, : min(width, vh.shape[1])].transpose(1, 2)
+    generator = torch.Generator().manual_seed(int(seed))
+    gauss = torch.randn(n, dim, 2 * width - top.shape[2], generator=generator)
+    # QR keeps the orthonormal leading columns (up to sign) and completes them with random orthogonal ones.
+    frame, _ = torch.linalg.qr(torch.cat([top, gauss], dim=2))
+    columns = (torch.arange(width)[None, :] < rank[:, None]).float()[:, None, :]
+    anchor, rand = frame[..., :width] * columns, frame[..., width : 2 * width] * columns
+    high, low = removed_energy(h, anchor), removed_energy(h, rand)
+    target = target.float()
+    span = high - low
+    share = torch.where(span > 1e-12 * high.clamp_min(1e-30), (target - low) / span.clamp_min(1e-30),
+                        torch.zeros_like(span)).clamp(0.0, 1.0)
+    out = share.sqrt()[:, None, None] * anchor + (1.0 - share).sqrt()[:, None, None] * rand
+    below = target < low
+    rows = min(vh.shape[1], dim - 3 * width)
+    if below.any() and rows >= 0:
+        # Less energy than a random subspace: tilt R towards random directions of H's null space instead.
+        # The row space is spanned by the right singular vectors with non-zero singular values; a sentence
+        # of rank above `rows` keeps some energy in N, which the reported match ratio shows.
+        real = (sing[:, :rows] > 1e-6 * sing[:, :1].clamp_min(1e-30)).float()[:, None, :]
+        extra = torch.randn(n, dim, width, generator=generator)
+        stacked = torch.cat([vh[:, :rows].transpose(1, 2) * real, frame[..., : 2 * width], extra], dim=2)
+        full, _ = torch.linalg.qr(stacked)
+        null = full[..., rows + 2 * width :] * columns
+        keep = (target / low.clamp_min(1e-30)).clamp(0.0, 1.0)
+        low_mix = keep.sqrt()[:, None, None] * rand + (1.0 - keep).sqrt()[:, None, None] * null
+        out = torch.where(below[:, None, None], low_mix, out)
+    return out

@@ -28,9 +28,29 @@ from .model_level import ModelBatch
 
 log = logging.getLogger(__name__)
 
-VECTOR_METHODS = ("clvq", "vqvae", "kmeans", "agglomerative")
 SAE = "sae"
-METHODS = ("clvq", "vqvae", SAE, "kmeans", "agglomerative")
+"""The method whose concept at a token is the span of its top-k latents (every other one: one vector)."""
+
+
+def __getattr__(name: str):
+    # The method lists are the registry's at the time of use, so a method registered later is accepted.
+    from ..methods import method_names
+
+    if name == "METHODS":
+        return method_names()
+    if name == "VECTOR_METHODS":
+        return tuple(m for m in method_names() if m != SAE)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def stage_inputs(run: Run, methods: tuple[str, ...]) -> tuple[str, ...]:
+    """The finished stages `ablate` reads for these methods (recorded so a redo of any makes it outdated):
+    the classifier, the cache, and per method its concepts folder or else its fitted method."""
+    wanted = ["finetune", "extract"]
+    for method in methods:
+        concepts = f"concepts/{method}"
+        wanted.append(concepts if method != SAE and run.is_done(concepts) else f"methods/{method}")
+    return tuple(stage for stage in wanted if run.is_done(stage))
 
 
 @dataclass
@@ -78,7 +98,7 @@ def resolve_layer(run: Run, store: ActivationStore, method: str, requested: int 
     if layer is None:
         layer = store.manifest.get("saliency_layer")
     if layer is None:
-        layer = min(store.layers)
+        layer = store.layer_in
         log.info("ablate: %s records no input layer; using the lowest cached layer %d", method, layer)
     layer = int(layer)
     if layer not in store.layers:

@@ -2,9 +2,22 @@
 
 For each evaluation sentence the most salient word (Integrated Gradients, from `extract`) is its
 explanation token; each method's concept(s) at that token give an orthonormal basis Q of directions in
-the `L_in` space. Two protocols measure what removing `Q` does, against two controls with the same
-number of directions: a uniformly random subspace (the paper's control) and another concept of the same
-method (a stricter control: removing any high-norm code vector may hurt).
+the `L_in` space. Two protocols measure what removing `Q` does, against three controls with the same
+number of directions per sentence:
+
+- random: a uniformly random subspace (the paper's control). It removes far less of a sentence than a
+  centroid-like concept direction does, so on its own it flatters every concept method.
+- random_energy: a random subspace that removes exactly as much energy sum_t ||Q^T h_t||^2 from the
+  sentence as the concept does (construction and why it is fair: `directions`). Energy is measured on the
+  vectors the protocol edits: every cached word of the sentence at L_in (model), the probe vector (paper).
+  The headline figure is the paired drop against this control, with a bootstrap CI over sentences.
+- other_concept: a random other concept of the same method.
+
+Per sentence the share of its energy each condition removed is kept; one least-squares line per method
+and protocol of "prediction flipped" (0/1) on that share, pooled over the removal conditions, shows how
+much of an effect energy alone predicts (slope, intercept, r in summary.json; drawn in ablation.png).
+`--center-directions` removes (c - mean) / ||c - mean|| instead of c / ||c||, with the mean of the
+method's training tokens at L_in (vector methods; the SAE's encoder rows are directions already).
 
 - paper: MLP probes trained on the unperturbed sentence vectors at `L_in` (stratified k-fold CV) classify
   the test fold's vectors before and after `h - Q Q^T h`.
@@ -15,6 +28,7 @@ Writes `results.csv` (tidy), `summary.json` and `ablation.png` to the stage fold
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import zlib
 from dataclasses import dataclass
@@ -34,7 +48,16 @@ from ..hooks import check_layer
 from ..runs import NON_RESULT_FIELDS, Run, RunOptions
 from ..stats import bootstrap_ci
 from . import sources
-from .directions import basis_from_ids, random_basis, random_ids, ranks, sentence_ids
+from .directions import (
+    basis_from_ids,
+    energy_matched_basis,
+    pad_by_sentence,
+    random_basis,
+    random_ids,
+    ranks,
+    removed_energy,
+    sentence_ids,
+)
 from .model_level import BlockReplay, predict_with_removal
 from .plot import plot_results
 from .probe import ProbeConfig, stratified_folds, train_fold_probes
@@ -44,9 +67,10 @@ from .stats import flip_rate, fold_accuracies, relative_drop
 log = logging.getLogger(__name__)
 
 STAGE = "ablate"
-CONDITIONS = ("original", "concept", "random", "other_concept")
+CONDITIONS = ("original", "concept", "random", "random_energy", "other_concept")
+REMOVALS = CONDITIONS[1:]
 COLUMNS = ["method", "k", "label", "protocol", "condition", "accuracy", "std", "n", "relative_drop",
-           "flip_rate", "ci_low", "ci_high"]
+           "flip_rate", "ci_low", "ci_high", "energy_share"]
 
 
 @dataclass
@@ -69,6 +93,8 @@ class AblateConfig(RunOptions):
     """Probe input: the sentence-start vector (paper), the last word's, or auto (start for encoders, last for decoders, whose start token sees nothing)."""
     center: bool = False
     """Paper protocol: remove directions from each vector's deviation from the mean sentence vector m (m + P(h - m)) instead of from h (the paper); a removal then takes information out instead of shifting every vector off the probe's training distribution."""
+    center_directions: bool = False
+    """Remove mean-centred concept directions (c - mean of the training tokens at L_in, normalised) instead of c itself (vector methods; the SAE's encoder rows are left as they are)."""
     layer: int | None = None
     """Hidden-state index to remove concepts at; none = each method's L_in."""
     bootstrap: int = 1000
@@ -99,6 +125,15 @@ def _validate(config: AblateConfig) -> None:
         raise UserError(f"--folds {config.folds} is too few for cross-validation: pass 2 or more")
 
 
+def token_mean(store: ActivationStore, layer: int, selection: str) -> np.ndarray:
+    """Mean token vector of one layer and selection (streamed)."""
+    total, count = np.zeros(store.hidden_size, dtype=np.float64), 0
+    for chunk in store.iter_chunks(layer, selection):
+        total += chunk.sum(0, dtype=np.float64)
+        count += len(chunk)
+    return (total / max(count, 1)).astype(np.float32)
+
+
 def probe_rows(tokens: pd.DataFrame, sentences: np.ndarray, which: str) -> np.ndarray:
     """Row of each sentence's probe vector in the eval token table: its start token or its last word."""
     frame = pd.DataFrame({"sentence": tokens["sentence"].to_numpy(), "position": tokens["position"].to_numpy(),
@@ -116,6 +151,16 @@ class Bases:
     concept: torch.Tensor
     random: torch.Tensor
     other_concept: torch.Tensor
+
+    def for_protocol(self, h: torch.Tensor, seed: int) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+        """Every removal condition's basis for vectors `h` [S, T, D] (the energy-matched one depends on
+        them), and the share of each sentence's energy each removes."""
+        concept_energy = removed_energy(h, self.concept)
+        matched = energy_matched_basis(h, concept_energy, ranks(self.concept), self.concept.shape[2], seed)
+        bases = {"concept": self.concept, "random": self.random, "random_energy": matched,
+                 "other_concept": self.other_concept}
+        total = (h.float() ** 2).sum(dim=(1, 2)).clamp_min(1e-30)
+        return bases, {c: (removed_energy(h, b) / total).numpy() for c, b in bases.items()}
 
 
 def make_bases(source: sources.ConceptSource, explanations: pd.DataFrame, sentence_list: np.ndarray,
@@ -135,8 +180,31 @@ def make_bases(source: sources.ConceptSource, explanations: pd.DataFrame, senten
     )
 
 
+def flip_energy_fit(share: dict[str, np.ndarray], flipped: dict[str, np.ndarray]) -> dict:
+    """Least-squares line of per-sentence flips (0/1) on the share of energy removed, pooled over the
+    removal conditions; plus how far the concept's flips lie above the line on average."""
+    x = np.concatenate([share[c] for c in REMOVALS]).astype(np.float64)
+    y = np.concatenate([flipped[c] for c in REMOVALS]).astype(np.float64)
+    dx, dy = x - x.mean(), y - y.mean()
+    sxx, syy = float((dx * dx).sum()), float((dy * dy).sum())
+    slope = float((dx * dy).sum() / sxx) if sxx > 0 else float("nan")
+    intercept = float(y.mean() - slope * x.mean()) if sxx > 0 else float("nan")
+    r = float((dx * dy).sum() / np.sqrt(sxx * syy)) if sxx > 0 and syy > 0 else float("nan")
+    excess = float(np.mean(flipped["concept"] - (intercept + slope * share["concept"]))) if sxx > 0 else float("nan")
+    return {"slope": slope, "intercept": intercept, "r": r, "n": len(x), "concept_excess_flip_rate": excess,
+            "x": "share of the sentence's energy at the edited layer that the removal takes away",
+            "conditions": list(REMOVALS)}
+
+
+def _gap(better: np.ndarray, worse: np.ndarray, config: AblateConfig, seed: int, *parts) -> dict:
+    """Paired per-sentence accuracy difference (control - concept) with its bootstrap CI."""
+    gap = better.astype(float) - worse.astype(float)
+    low, high = bootstrap_ci(gap, config.bootstrap, derive_seed(seed, *parts))
+    return {"value": float(gap.mean()), "ci_low": low, "ci_high": high}
+
+
 def _rows(source, protocol: str, preds: dict[str, np.ndarray], target: np.ndarray, folds: np.ndarray | None,
-          config: AblateConfig, seed: int) -> tuple[list[dict], dict]:
+          config: AblateConfig, seed: int, share: dict[str, np.ndarray]) -> tuple[list[dict], dict]:
     """Result rows of one method variant under one protocol, plus its summary entry."""
     rows = []
     correct = {c: preds[c] == target for c in preds}
@@ -155,23 +223,38 @@ def _rows(source, protocol: str, preds: dict[str, np.ndarray], target: np.ndarra
         rows.append({"method": source.method, "k": source.k, "label": source.label, "protocol": protocol,
                      "condition": condition, "accuracy": acc, "std": std, "n": len(hit),
                      "relative_drop": relative_drop(before, acc), "flip_rate": flip_rate(pred, preds["original"]),
-                     "ci_low": low, "ci_high": high})
+                     "ci_low": low, "ci_high": high,
+                     "energy_share": float(np.mean(share[condition])) if condition in share else 0.0})
     by = {r["condition"]: r for r in rows}
-    gap = correct["random"].astype(float) - correct["concept"].astype(float)
-    low, high = bootstrap_ci(gap, config.bootstrap, derive_seed(seed, source.label, protocol, "gap"))
+    flipped = {c: preds[c] != preds["original"] for c in REMOVALS}
+    some = share["concept"] > 0  # sentences without a concept direction remove nothing in any condition
+    matched = share["random_energy"][some] / share["concept"][some] if some.any() else np.ones(1)
+    headline = _gap(correct["random_energy"], correct["concept"], config, seed, source.label, protocol, "gap_energy")
+    control = by["random_energy"]["accuracy"]
     summary = {
         "before": by["original"]["accuracy"],
         "after": by["concept"]["accuracy"],
         "random": by["random"]["accuracy"],
+        "random_energy": control,
         "other_concept": by["other_concept"]["accuracy"],
         "relative_drop": by["concept"]["relative_drop"],
         "random_relative_drop": by["random"]["relative_drop"],
+        "random_energy_relative_drop": by["random_energy"]["relative_drop"],
         "other_concept_relative_drop": by["other_concept"]["relative_drop"],
-        "flip_rate": by["concept"]["flip_rate"],
-        "random_flip_rate": by["random"]["flip_rate"],
-        # Paired over sentences: how much more accuracy removing the concept costs than a random subspace.
-        "gap_vs_random": {"value": float(gap.mean()), "ci_low": low, "ci_high": high},
-        "n": len(gap),
+        **{"flip_rate" if c == "concept" else f"{c}_flip_rate": by[c]["flip_rate"] for c in REMOVALS},
+        # The headline: paired over sentences, how much more accuracy removing the concept costs than
+        # removing a random subspace of the same energy; relative to that control's accuracy.
+        "drop_vs_energy_control": headline,
+        "relative_drop_vs_energy_control": relative_drop(control, by["concept"]["accuracy"]),
+        "gap_vs_random": _gap(correct["random"], correct["concept"], config, seed, source.label, protocol, "gap"),
+        "gap_vs_other_concept": _gap(correct["other_concept"], correct["concept"], config, seed, source.label,
+                                     protocol, "gap_other"),
+        "energy_share": {c: by[c]["energy_share"] for c in REMOVALS},
+        # How exactly the control matched: achieved / wanted energy per sentence (1 = exact).
+        "energy_match": {"median_ratio": float(np.median(matched)),
+                         "share_within_1pct": float(np.mean(np.abs(matched - 1) <= 0.01))},
+        "flip_vs_energy": flip_energy_fit(share, flipped),
+        "n": len(target),
     }
     return rows, summary
 
@@ -183,8 +266,10 @@ def table_text(results: pd.DataFrame) -> str:
         std=results["std"].map("{:.3f}".format),
         relative_drop=results.relative_drop.map("{:+.1%}".format),
         flip_rate=results.flip_rate.map("{:.1%}".format),
+        energy_share=results.energy_share.map("{:.3f}".format),
     )
-    return shown[["label", "protocol", "condition", "accuracy", "std", "relative_drop", "flip_rate", "n"]].to_string(index=False)
+    return shown[["label", "protocol", "condition", "accuracy", "std", "relative_drop", "flip_rate", "energy_share",
+                  "n"]].to_string(index=False)
 
 
 class _Probes:
@@ -243,7 +328,7 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
     run = Run.open(config.runs_dir, config.run)
     store = ActivationStore(run.require("extract"))
     folder = run.stage_dir(STAGE)
-    if not run.begin(STAGE, config, config.force, EXCLUDE):
+    if not run.begin(STAGE, config, config.force, EXCLUDE, inputs=sources.stage_inputs(run, config.method)):
         log.info("ablate: run %r already finished with these options (pass --force to redo)", run.name)
         return pd.read_csv(folder / "results.csv")
     device = resolve_device(config.device)
@@ -269,6 +354,8 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
     rows: list[dict] = []
     summary: dict[str, dict] = {}
     x_cache: dict[int, np.ndarray] = {}
+    sentence_tokens: dict[int, torch.Tensor] = {}
+    train_mean: dict[int, np.ndarray] = {}
     for method in tqdm(config.method, desc="ablate", unit="method"):
         layer = sources.resolve_layer(run, store, method, config.layer)
         if layer not in x_cache:
@@ -278,25 +365,38 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
             variants = sources.sae_sources(run, x_expl, tuple(config.sae_k), layer)
         else:
             variants = [sources.vector_source(run, method, explanations["row"].to_numpy(), x_expl, len(tokens), layer)]
+            if config.center_directions:
+                if layer not in train_mean:
+                    train_mean[layer] = token_mean(store, layer, "train")
+                variants = [dataclasses.replace(v, table=v.table - train_mean[layer]) for v in variants]
         for source in variants:
             bases = make_bases(source, explanations, sentence_list, config.top_k_words, seed)
-            entry = summary.setdefault(source.label, {"method": source.method, "k": source.k, "layer": layer})
+            entry = summary.setdefault(source.label, {"method": source.method, "k": source.k, "layer": layer,
+                                                      "directions_centered": config.center_directions
+                                                      and method != sources.SAE})
             if probes is not None:
                 x, fitted, original = probes.get(layer)
                 origin = x.mean(0) if config.center else torch.zeros_like(x[0])
+                by_condition, share = bases.for_protocol((x - origin)[:, None, :].cpu(),
+                                                         derive_seed(seed, source.label, "paper", "energy"))
                 preds = {"original": original}
-                for condition in CONDITIONS[1:]:
-                    moved = origin + remove_span(x - origin, getattr(bases, condition))
+                for condition in REMOVALS:
+                    moved = origin + remove_span(x - origin, by_condition[condition])
                     preds[condition] = fitted.predict_out_of_fold(moved)
-                got, entry["paper"] = _rows(source, "paper", preds, target, fitted.folds, config, seed)
+                got, entry["paper"] = _rows(source, "paper", preds, target, fitted.folds, config, seed, share)
                 rows += got
             if config.protocol != "paper":
                 if model is None:
                     model = _Model(run, sentence_list, stored, config.batch_size, device)
+                if layer not in sentence_tokens:
+                    every = store.rows(layer, "eval", np.arange(len(tokens)))
+                    sentence_tokens[layer] = pad_by_sentence(every, tokens["sentence"].to_numpy(), sentence_list)
+                by_condition, share = bases.for_protocol(sentence_tokens[layer],
+                                                         derive_seed(seed, source.label, "model", "energy"))
                 preds = {"original": model.prepare(layer)}
-                for condition in CONDITIONS[1:]:
-                    preds[condition] = model.predict(layer, getattr(bases, condition))
-                got, entry["model"] = _rows(source, "model", preds, labels, None, config, seed)
+                for condition in REMOVALS:
+                    preds[condition] = model.predict(layer, by_condition[condition])
+                got, entry["model"] = _rows(source, "model", preds, labels, None, config, seed, share)
                 rows += got
 
     results = pd.DataFrame(rows, columns=COLUMNS)
@@ -307,13 +407,17 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
         "probe_token": which,
         "probe_target": config.probe_target,
         "centered": config.center,
+        "center_directions": config.center_directions,
+        "headline": "drop_vs_energy_control: paired accuracy(random_energy) - accuracy(concept) per protocol, 95% bootstrap CI",
         "folds": config.folds,
         "top_k_words": config.top_k_words,
         "model_kind": store.model_kind,
         "std": "paper: spread of accuracy over folds; model: binomial standard error",
         "methods": summary,
     })
-    plot_results(results, folder / "ablation.png")
+    plot_results(results, folder / "ablation.png", fits={
+        (label, protocol): (entry[protocol]["flip_vs_energy"]["slope"], entry[protocol]["flip_vs_energy"]["intercept"])
+        for label, entry in summary.items() for protocol in ("paper", "model") if protocol in entry})
     run.finish(STAGE, config, EXCLUDE)
     log.info("ablate: results in %s\n%s", folder, table_text(results))
     return results

@@ -61,6 +61,15 @@ def bucketed_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
     return batches
 
 
+def rank_share(batches: list[np.ndarray], rank: int, world: int) -> list[np.ndarray]:
+    """Batches `rank`, `rank + world`, ... of one epoch's list, topped up from its start so that every rank
+    gets the same number (each step is a collective: a rank with one step more would wait forever)."""
+    if world <= 1:
+        return batches
+    steps = -(-len(batches) // world)
+    return [batches[(rank + i * world) % len(batches)] for i in range(steps)] if batches else []
+
+
 class LayerData:
     """A set of sentences of one selection, read at an input and a target layer.
 
@@ -168,10 +177,15 @@ class LayerData:
         rng: np.random.Generator | None = None,
         device: torch.device | str = "cpu",
         targets: bool = True,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[Batch]:
-        """Padded sentence batches; shuffled when `rng` is given, length-sorted otherwise."""
+        """Padded sentence batches; shuffled when `rng` is given, length-sorted otherwise.
+
+        `shard=(rank, world)` keeps this rank's share of the batches (`rank_share`); every rank must pass
+        an identically seeded `rng` so that the shares split one common order.
+        """
         spans = self.spans
-        for idx in bucketed_order(spans.length, batch_sentences, rng):
+        for idx in rank_share(bucketed_order(spans.length, batch_sentences, rng), *shard):
             lengths = spans.length[idx]
             rows = span_rows(spans.start[idx], lengths)
             mask = np.arange(int(lengths.max()))[None, :] < lengths[:, None]

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..atomic import write_text
-from .base import ConceptMethod
+from ..config import option
+from .base import ConceptMethod, MethodConfig
 from .batching import LayerData
 from .quantizer import perplexity, squared_distances
 
@@ -26,16 +27,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class ClusterConfig:
+class ClusterConfig(MethodConfig):
     """Hyper-parameters of the clustering baselines."""
 
-    n_concepts: int = 400
+    n_concepts: int = option(400, ge=2)
     """Number of clusters K (ConceptX default: 400)."""
     seed: int = 0
     """Seed for subsampling and k-means initialisation."""
-    kmeans_max_points: int | None = 100000
-    """k-means fits on at most this many random training vectors (None = all)."""
-    agglomerative_max_points: int = 6000
+    kmeans_max_points: int = option(100000, ge=0)
+    """k-means fits on at most this many random training vectors (0 = all)."""
+    agglomerative_max_points: int = option(6000, ge=2)
     """Ward clustering fits on at most this many random training vectors (O(n^2) memory)."""
 
 
@@ -107,7 +108,7 @@ class KMeansMethod(_CentroidMethod):
     name = "kmeans"
 
     def _max_points(self) -> int | None:
-        return self.config.kmeans_max_points
+        return self.config.kmeans_max_points or None
 
     def _cluster(self, x: np.ndarray, k: int) -> np.ndarray:
         from sklearn.cluster import KMeans

@@ -6,68 +6,72 @@ output space, which starts as the `L_in` space (identity initialisation) and sta
 the residual mix m = 0.5 * sigmoid(a) never exceeds one half.
 
 Quick default vs the paper: the paper uses a 6-layer decoder with feed-forward 2048 and 50 epochs; the
-defaults here (2 layers, feed-forward min(2048, 4 * hidden), 15 epochs) keep a full training on ~40k
+defaults here (2 layers, feed-forward min(2048, 4 * hidden), 20 epochs) keep a full training on ~40k
 384-d word vectors within minutes on two CPU cores. `clvq-judge train --preset paper` restores the
-paper's sizes.
+paper's sizes (`CLVQConfig.paper_preset`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from .base import OptimConfig
+from ..config import option
+from ..errors import UserError
+from .base import MethodDims, OptimConfig
 from .batching import Batch, LayerData
 from .codebook_init import init_codebook
 from .quantizer import EMAQuantizer, perplexity
-from .trainer import NeuralMethod
+from .trainer import NeuralMethod, in_eval_mode
 
 
 @dataclass
 class CLVQConfig(OptimConfig):
     """Hyper-parameters of CLVQ-VAE (and of the single-layer VQ-VAE baseline)."""
 
-    n_concepts: int = 400
+    paper_preset: ClassVar[dict[str, Any]] = {**OptimConfig.paper_preset, "decoder_layers": 6, "decoder_ff": 2048}
+
+    n_concepts: int = option(400, ge=2)
     """Codebook size K (number of concepts)."""
-    top_k: int = 5
+    top_k: int = option(5, ge=1)
     """Training samples a code among this many nearest ones."""
-    temperature: float = 1.0
+    temperature: float = option(1.0, gt=0)
     """Sampling temperature T in softmax(-d / T)."""
-    temperature_final: float | None = None
+    temperature_final: float | None = option(None, gt=0)
     """If set, anneal T geometrically from `temperature` to this value over the epochs (off by default)."""
-    commitment: float = 0.1
+    commitment: float = option(0.1, ge=0)
     """Weight of the commitment loss ||z - sg(e)||^2."""
-    ema_decay: float = 0.99
+    ema_decay: float = option(0.99, ge=0, lt=1)
     """Decay of the codebook's exponential moving averages."""
-    ema_eps: float = 1e-5
+    ema_eps: float = option(1e-5, gt=0)
     """Laplace smoothing of the EMA cluster sizes."""
     codebook_init: Literal["scaled_spherical", "kmeans++", "random"] = "scaled_spherical"
     """Codebook initialisation from the training L_in vectors."""
-    init_iterations: int = 20
+    init_iterations: int = option(20, ge=0)
     """Lloyd iterations after k-means++ seeding."""
-    init_max_vectors: int = 20000
+    init_max_vectors: int = option(20000, ge=1)
     """Initialise on at most this many randomly drawn training vectors (bounds memory)."""
     encoder: Literal["adaptive", "identity"] = "adaptive"
     """Encoder: adaptive residual (identity-initialised W, LayerNorm, gated mix) or plain identity."""
-    decoder_layers: int = 2
+    decoder_layers: int = option(2, ge=0)
     """Transformer decoder layers (paper: 6)."""
     decoder_positions: bool = True
     """Add sinusoidal encodings of each word's position in its original sentence to the decoder input;
     without them the decoder sees an unordered bag of codes (positions come from the token table, so a
     frequency-filtered training sentence keeps its words' true positions)."""
-    decoder_heads: int = 8
+    decoder_heads: int = option(8, ge=1)
     """Attention heads (reduced to the largest divisor of the hidden size that is not larger)."""
-    decoder_ff: int | None = None
+    decoder_ff: int | None = option(None, ge=1)
     """Feed-forward width; None = min(2048, 4 * hidden) (paper: 2048)."""
-    dropout: float = 0.1
+    dropout: float = option(0.1, ge=0, lt=1)
     """Decoder dropout."""
     revive_dead: bool = False
     """Restart codes whose EMA cluster size falls below `revive_threshold` on random batch vectors."""
-    revive_threshold: float = 1e-3
+    revive_threshold: float = option(1e-3, gt=0)
     """EMA cluster size under which a code counts as dead for `revive_dead`."""
 
 
@@ -206,6 +210,14 @@ class CLVQMethod(NeuralMethod):
     name = "clvq"
     config_class = CLVQConfig
 
+    @classmethod
+    def check(cls, config: CLVQConfig, dims: MethodDims) -> list[str]:
+        if config.top_k > config.n_concepts:
+            raise UserError(f"--top-k {config.top_k} exceeds --n-concepts {config.n_concepts}: sample among at most K codes")
+        if config.temperature_final is not None and config.epochs == 1:
+            return ["--temperature-final has no effect with a single epoch"]
+        return []
+
     def build(self) -> CLVQModel:
         return CLVQModel(self.config, self.dims.d_in, self.dims.d_out, causal=self.dims.model_kind == "decoder")
 
@@ -235,6 +247,7 @@ class CLVQMethod(NeuralMethod):
         loss = mse + self.config.commitment * out.commitment
         return loss, {"loss": loss.detach(), "mse": mse.detach(), "commitment": out.commitment.detach()}
 
+    @in_eval_mode
     def evaluate(self, data: LayerData, device: torch.device) -> dict[str, float]:
         acc = FVUAccumulator()
         codes, commit, n = [], 0.0, 0
@@ -260,8 +273,8 @@ class CLVQMethod(NeuralMethod):
         }
 
     @torch.no_grad()
+    @in_eval_mode
     def assign_vectors(self, x: np.ndarray) -> np.ndarray:
-        self.model.eval()
         device = self.model.quantizer.codebook.device
         z = self.model.encoder(torch.from_numpy(np.require(x, np.float32, ["W"])).to(device))
         return self.model.quantizer.nearest(z).cpu().numpy().astype(np.int64)

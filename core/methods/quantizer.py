@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..distributed import all_reduce_sum_, broadcast_, is_distributed
+
 
 def squared_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """[N, K] squared Euclidean distances, via the expanded form (one matmul, no [N, K, D] tensor)."""
@@ -34,6 +36,34 @@ def sample_codes(
     return idx.gather(1, choice).squeeze(1)
 
 
+def batch_statistics(z: torch.Tensor, codes: torch.Tensor, n_codes: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-code assignment counts [K] and vector sums [K, D] of one batch (what the EMA averages)."""
+    counts = torch.bincount(codes, minlength=n_codes).to(dtype)
+    sums = torch.zeros(n_codes, z.shape[1], dtype=dtype, device=z.device).index_add_(0, codes, z.to(dtype))
+    return counts, sums
+
+
+def ema_step(
+    cluster_size: torch.Tensor,
+    embed_sum: torch.Tensor,
+    counts: torch.Tensor,
+    sums: torch.Tensor,
+    decay: float,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """New (cluster_size, embed_sum, codebook) from one batch's `batch_statistics`.
+
+    Cluster sizes get Laplace smoothing, `(n_k + eps) / (n + K eps) * n`, so a code nobody picked
+    never divides by zero.
+    """
+    n_codes = cluster_size.shape[0]
+    cluster_size = decay * cluster_size + (1.0 - decay) * counts
+    embed_sum = decay * embed_sum + (1.0 - decay) * sums
+    total = cluster_size.sum()
+    smoothed = (cluster_size + eps) / (total + n_codes * eps) * total
+    return cluster_size, embed_sum, embed_sum / smoothed[:, None]
+
+
 def ema_update(
     cluster_size: torch.Tensor,
     embed_sum: torch.Tensor,
@@ -42,19 +72,9 @@ def ema_update(
     decay: float,
     eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """New (cluster_size, embed_sum, codebook) after one batch.
-
-    Cluster sizes get Laplace smoothing, `(n_k + eps) / (n + K eps) * n`, so a code nobody picked
-    never divides by zero.
-    """
-    n_codes = cluster_size.shape[0]
-    counts = torch.bincount(codes, minlength=n_codes).to(cluster_size.dtype)
-    sums = torch.zeros_like(embed_sum).index_add_(0, codes, z.to(embed_sum.dtype))
-    cluster_size = decay * cluster_size + (1.0 - decay) * counts
-    embed_sum = decay * embed_sum + (1.0 - decay) * sums
-    total = cluster_size.sum()
-    smoothed = (cluster_size + eps) / (total + n_codes * eps) * total
-    return cluster_size, embed_sum, embed_sum / smoothed[:, None]
+    """New (cluster_size, embed_sum, codebook) after one batch (`batch_statistics` then `ema_step`)."""
+    counts, sums = batch_statistics(z, codes, cluster_size.shape[0], embed_sum.dtype)
+    return ema_step(cluster_size, embed_sum, counts, sums, decay, eps)
 
 
 def perplexity(codes: torch.Tensor, n_codes: int) -> float:
@@ -123,21 +143,30 @@ class EMAQuantizer(nn.Module):
         e = self.codebook[codes]
         commitment = torch.mean((z - e.detach()) ** 2) if z.numel() else z.sum() * 0.0
         quantized = z + (e - z).detach() if self.training else e
-        if update and z.numel():
+        # Every rank joins the update's all-reduce, even one whose batch had no token.
+        if update and (z.numel() or is_distributed()):
             self._update(z.detach(), codes)
         return QuantizerOutput(quantized, codes, commitment)
 
     @torch.no_grad()
     def _update(self, z: torch.Tensor, codes: torch.Tensor) -> None:
-        size, total, book = ema_update(self.cluster_size, self.embed_sum, z, codes, self.decay, self.eps)
+        counts, sums = batch_statistics(z, codes, self.n_codes, self.embed_sum.dtype)
+        # Under torchrun each rank quantizes its own batch; summing the statistics makes every rank apply
+        # the same update (that of the ranks' batches together), so the codebooks stay identical.
+        all_reduce_sum_(counts)
+        all_reduce_sum_(sums)
+        size, total, book = ema_step(self.cluster_size, self.embed_sum, counts, sums, self.decay, self.eps)
         if self.revive_dead:
             dead = size < self.revive_threshold
             n_dead = int(dead.sum())
             if n_dead:
-                # Restart dead codes on random vectors of this batch, with a fresh unit count.
-                pick = torch.randint(0, z.shape[0], (n_dead,), device=z.device)
-                book[dead] = z[pick]
-                total[dead] = z[pick]
+                # Restart dead codes on random vectors of this batch, with a fresh unit count. Rank 0's
+                # picks go to every rank (the dead set is the same everywhere: the sizes are).
+                pick = torch.randint(0, max(z.shape[0], 1), (n_dead,), device=z.device)
+                fresh = z[pick] if z.shape[0] else torch.zeros(n_dead, z.shape[1], device=z.device, dtype=z.dtype)
+                fresh = broadcast_(fresh.to(book.dtype).contiguous())
+                book[dead] = fresh
+                total[dead] = fresh
                 size[dead] = 1.0
         self.cluster_size.copy_(size)
         self.embed_sum.copy_(total)

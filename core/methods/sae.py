@@ -17,21 +17,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import OptimConfig
+from ..config import option
+from ..errors import UserError
+from .base import MethodDims, OptimConfig
 from .batching import Batch, LayerData
 from .clvq import FVUAccumulator
-from .trainer import NeuralMethod
+from .trainer import NeuralMethod, in_eval_mode
 
 
 @dataclass
 class SAEConfig(OptimConfig):
     """Hyper-parameters of the sparse autoencoder."""
 
-    sae_latents: int | None = None
+    sae_latents: int | None = option(None, ge=1)
     """Number of latents; None = 10 x the hidden size (paper: 4096 for 768-d)."""
-    sae_l1: float = 1e-4
+    sae_l1: float = option(1e-4, ge=0)
     """L1 coefficient on latent activations (ReLU SAE)."""
-    sae_topk: int | None = None
+    sae_topk: int | None = option(None, ge=1)
     """If set, a TopK SAE keeping this many latents per token (the L1 term is then dropped)."""
     sae_single_layer: bool = False
     """Reconstruct L_in itself instead of L_out (single-layer SAE)."""
@@ -83,6 +85,15 @@ class SAEMethod(NeuralMethod):
     def target_layer(cls, config: SAEConfig, layer_in: int, layer_out: int) -> int:
         return layer_in if config.sae_single_layer else layer_out
 
+    @classmethod
+    def check(cls, config: SAEConfig, dims: MethodDims) -> list[str]:
+        latents = config.sae_latents or 10 * dims.d_in
+        if config.sae_topk is not None and config.sae_topk >= latents:
+            raise UserError(f"--sae-topk {config.sae_topk} keeps all {latents} latents, so nothing is sparse: pass a smaller --sae-topk")
+        if config.sae_topk is not None and config.sae_l1 != SAEConfig.sae_l1:
+            return [f"--sae-l1 {config.sae_l1} is ignored: a TopK SAE (--sae-topk) has no L1 term"]
+        return []
+
     @property
     def latents(self) -> int:
         return self.config.sae_latents or 10 * self.dims.d_in
@@ -116,6 +127,7 @@ class SAEMethod(NeuralMethod):
         loss, mse, h, _ = self._loss(batch.x[batch.mask], batch.y[batch.mask])
         return loss, {"loss": loss.detach(), "mse": mse.detach(), "l0": (h > 0).sum(-1).float().mean().detach()}
 
+    @in_eval_mode
     def evaluate(self, data: LayerData, device: torch.device) -> dict[str, float]:
         acc = FVUAccumulator()
         fired = torch.zeros(self.latents, dtype=torch.bool, device=device)
@@ -137,8 +149,8 @@ class SAEMethod(NeuralMethod):
         }
 
     # --- concepts ------------------------------------------------------------------------------------
+    @in_eval_mode
     def _pre(self, x: np.ndarray) -> torch.Tensor:
-        self.model.eval()
         device = self.model.encoder.weight.device
         return self.model.preactivation(torch.from_numpy(np.require(x, np.float32, ["W"])).to(device))
 

@@ -6,10 +6,16 @@ atomically written safetensors file, so a run killed at any moment resumes from 
 
 Files in the work folder: `checkpoint.safetensors` (last epoch), `best.safetensors` (best weights),
 `metrics.jsonl` (one JSON object per finished epoch; rewritten from the checkpoint's history).
+
+Under `torchrun` (see `core/distributed.py`) the loop is data-parallel: every rank draws the same seeded
+batch order and trains on its share of it (`rank_share`), `DistributedDataParallel` averages the
+gradients, the quantizer sums its EMA statistics over the ranks, rank 0 computes the validation metrics
+and sends them to all (so the schedule and early stopping agree), and only rank 0 writes files.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -22,12 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..atomic import write_text, write_with
-from .base import ConceptMethod, EpochCallback, OptimConfig
+from .base import ConceptMethod, EpochCallback, OptimConfig, read_tensors
 from .batching import Batch, LayerData
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,24 @@ class TrainState:
     since_best: int = 0
     stopped: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def in_eval_mode(fn):
+    """Run a method of a `NeuralMethod` with its module in eval mode (dropout off, nearest codes, no EMA
+    codebook update) and without gradients, then give every submodule back the mode the caller had set."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        modes = [(m, m.training) for m in self.module.modules()]
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                return fn(self, *args, **kwargs)
+        finally:
+            for m, training in modes:
+                m.training = training
+
+    return wrapper
 
 
 class NeuralMethod(ConceptMethod):
@@ -88,6 +114,9 @@ class NeuralMethod(ConceptMethod):
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.module.load_state_dict(tensors)
+        # A loaded method is for assigning and evaluating: a module left in training mode would sample
+        # codes and move its codebook on every call.
+        self.module.eval()
         if tensors:  # follow the device the tensors were loaded onto
             self.module.to(next(iter(tensors.values())).device)
 
@@ -115,9 +144,9 @@ def _save_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, 
 
 
 def _load_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, sched: Any, device) -> TrainState:
+    tensors = read_tensors(path)  # first: a damaged file becomes a one-line error
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata()
-    tensors = load_file(str(path))
     module.load_state_dict({k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("model.")})
     opt_entries: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -136,6 +165,43 @@ def _write_metrics(workdir: Path, history: list[dict[str, Any]]) -> None:
     write_text(workdir / METRICS, "".join(json.dumps(row, sort_keys=True) + "\n" for row in history))
 
 
+# --- data parallelism -------------------------------------------------------------------------------
+class _StepModule(nn.Module):
+    """The method's module with its training loss as `forward`, for DDP to wrap.
+
+    DDP syncs gradients of what runs inside its own forward call; each method computes its loss in
+    `step_loss` through the plain module, so the wrapper's forward is that call.
+    """
+
+    def __init__(self, method: NeuralMethod):
+        super().__init__()
+        self.inner = method.module
+        self._step = method.step_loss
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, Any]]:
+        return self._step(batch)
+
+
+def _data_parallel(method: NeuralMethod, device: torch.device) -> nn.Module | None:
+    """A DDP wrapper of the method's training step under torchrun; None in a single process."""
+    if not distributed.is_distributed():
+        return None
+    # Initialisation (or a resumed checkpoint) can differ in the last bit between ranks: start from
+    # rank 0's state, buffers (codebook, EMA statistics) included.
+    for tensor in method.module.state_dict().values():
+        distributed.broadcast_(tensor)
+    # Buffers are not re-broadcast each step: the codebook stays identical because every rank applies
+    # the same all-reduced EMA update (see quantizer.py), not because rank 0 overwrites it.
+    return DistributedDataParallel(
+        _StepModule(method), device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False
+    )
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """Torch seed of one rank's epoch: sampling and dropout differ between ranks and resume exactly."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
 # --- the loop ---------------------------------------------------------------------------------------
 def fit_neural(
     method: NeuralMethod,
@@ -149,6 +215,8 @@ def fit_neural(
     train, val = data.split(cfg.val_fraction, cfg.seed)
     if val.n_sentences == 0:
         val = train
+    rank, world = distributed.rank(), distributed.world_size()
+    writes = workdir is not None and rank == 0
     torch.manual_seed(cfg.seed)
     module = method.module.to(device)
     opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -156,16 +224,23 @@ def fit_neural(
     checkpoint = workdir / CHECKPOINT if workdir else None
     if checkpoint is not None and checkpoint.exists():
         state = _load_checkpoint(checkpoint, module, opt, sched, device)
-        best_weights = {k: v.to(device) for k, v in load_file(str(workdir / BEST)).items()}
+        best_weights = {k: v.to(device) for k, v in read_tensors(workdir / BEST).items()}
         log.info("resuming %s after epoch %d", method.name, state.epoch)
     else:
         state = TrainState()
         method.initialize(train, device)
         best_weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    n_batches = math.ceil(train.n_sentences / cfg.batch_sentences)
+    ddp = _data_parallel(method, device)
+    if ddp is not None:
+        log.info("%s: rank %d of %d trains on 1 in %d of each epoch's batches; rank 0 validates and writes",
+                 method.name, rank, world, world)
+    step = ddp if ddp is not None else method.step_loss
+    n_batches = math.ceil(math.ceil(train.n_sentences / cfg.batch_sentences) / world)
 
     while state.epoch < cfg.epochs and not state.stopped:
         epoch = state.epoch
+        if world > 1:
+            torch.manual_seed(_epoch_seed(cfg.seed, epoch, rank))
         method.start_epoch(epoch)
         module.train()
         started = time.perf_counter()
@@ -173,14 +248,14 @@ def fit_neural(
         tokens = 0
         rng = np.random.default_rng([cfg.seed, epoch])
         bar = tqdm(
-            train.batches(cfg.batch_sentences, rng, device),
+            train.batches(cfg.batch_sentences, rng, device, shard=(rank, world)),
             total=n_batches,
             desc=f"{method.name} epoch {epoch + 1}/{cfg.epochs}",
-            disable=not progress,
+            disable=not progress or rank != 0,
             leave=False,
         )
-        for step, batch in enumerate(bar):
-            loss, stats = method.step_loss(batch)
+        for i, batch in enumerate(bar):
+            loss, stats = step(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -191,12 +266,15 @@ def fit_neural(
             # synchronise a GPU after every batch.
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v * n
-            if progress and (step % 25 == 0):
+            if progress and rank == 0 and (i % 25 == 0):
                 bar.set_postfix(loss=f"{loss.item():.4f}")
+        if world > 1:
+            sums, tokens = _sum_over_ranks(sums, tokens, device)
         seconds = time.perf_counter() - started
         module.eval()
-        with torch.no_grad():
-            metrics = method.evaluate(val, device)
+        # One rank validates (the weights are the same on all) and every rank gets its numbers, so the
+        # schedule, the best epoch and early stopping are decided identically everywhere.
+        metrics = distributed.on_main(lambda: _evaluate(method, val, device))
         sched.step(metrics["val_loss"])
         improved = metrics["val_loss"] < state.best
         if improved:
@@ -217,12 +295,12 @@ def fit_neural(
             "best_epoch": state.best_epoch,
         }
         state.history.append(row)
-        log.info(
+        (log.info if rank == 0 else log.debug)(
             "%s epoch %d: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
             method.name,
             epoch + 1,
         )
-        if workdir is not None:
+        if writes:
             # Best weights first: a checkpoint must never point at a best file that does not exist yet.
             if improved or not (workdir / BEST).exists():
                 cpu_best = {k: v.detach().cpu().contiguous() for k, v in best_weights.items()}
@@ -236,4 +314,22 @@ def fit_neural(
     module.load_state_dict(best_weights)
     module.eval()
     method.history = state.history
+    if world > 1:
+        # Identical digests on all ranks show the ranks ended with the same weights and codebook.
+        log.info("%s rank %d/%d: final weights digest %s", method.name, rank, world,
+                 distributed.state_digest(module.state_dict()))
     return state
+
+
+def _evaluate(method: NeuralMethod, val: LayerData, device: torch.device) -> dict[str, float]:
+    with torch.no_grad():
+        return method.evaluate(val, device)
+
+
+def _sum_over_ranks(sums: dict[str, Any], tokens: int, device: torch.device) -> tuple[dict[str, Any], int]:
+    """Training statistics of all ranks' batches (every rank has the same keys: the same method)."""
+    keys = sorted(sums)
+    vec = torch.tensor([float(sums[k]) for k in keys] + [float(tokens)], dtype=torch.float64, device=device)
+    distributed.all_reduce_sum_(vec)
+    values = vec.tolist()
+    return dict(zip(keys, values[:-1])), int(values[-1])

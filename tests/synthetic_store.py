@@ -1,4 +1,4 @@
-"""Synthetic activation caches in the real on-disk format, for tests and benchmarks.
+"""Synthetic activation caches in the real on-disk format, for tests and benchmarks (test-only, not installed).
 
 Words are drawn from a small vocabulary; each word type has its own direction at `L_in`, and `L_out`
 is a fixed nonlinear map of the sentence's `L_in` vectors, so a cross-layer model has something to learn.
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import write_json
-from .shards import ShardWriter
+from clvq_judge.core.atomic import write_json
+from clvq_judge.core.shards import ShardWriter
 
 
 def write_synthetic_store(

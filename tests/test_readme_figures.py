@@ -1,0 +1,35 @@
+"""The README's demo figures are generated from `docs/demo_headline.json` (the demo's headline.json)."""
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("readme_table", ROOT / "benchmarks" / "readme_table.py")
+readme_table = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(readme_table)
+
+
+def _headline():
+    return json.loads((ROOT / "docs" / "demo_headline.json").read_text())
+
+
+def test_readme_shows_exactly_the_headline_figures():
+    block = readme_table.readme_block((ROOT / "README.md").read_text())
+    assert block == readme_table.render(_headline()), "run `python benchmarks/readme_table.py`"
+
+
+def test_a_changed_figure_changes_the_block(tmp_path):
+    headline = _headline()
+    changed = copy.deepcopy(headline)
+    changed["methods"][0]["accuracy_concept_removed"] += 0.01
+    assert readme_table.render(changed) != readme_table.render(headline)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{readme_table.BEGIN}\nold\n{readme_table.END}\noutro\n")
+    readme_table.write_readme(changed, readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n")
+    assert readme_table.readme_block(text) == readme_table.render(changed)
+    row = next(line for line in text.splitlines() if line.startswith(f"| {changed['methods'][0]['method']} "))
+    assert f"{changed['methods'][0]['accuracy_concept_removed']:.3f} / " in row
