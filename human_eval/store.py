@@ -1,0 +1,266 @@
+"""The study's SQLite file: config, frozen items, annotators, assignments and answers.
+
+Every call opens its own connection (WAL journal, busy timeout), so Streamlit sessions, threads and the
+results command can read and write at once without sharing a connection object across threads. The
+schema version sits in `PRAGMA user_version`; a file from another version is refused with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clvq_judge.core.errors import UserError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE items (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('task', 'attention')),
+    sentence INTEGER,
+    method TEXT,
+    concept INTEGER,
+    truth TEXT NOT NULL,
+    display TEXT NOT NULL
+);
+CREATE TABLE annotators (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    token TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL DEFAULT 'human'
+);
+CREATE TABLE assignments (
+    annotator INTEGER NOT NULL REFERENCES annotators(id),
+    item INTEGER NOT NULL REFERENCES items(id),
+    position INTEGER NOT NULL,
+    shown_at REAL,
+    PRIMARY KEY (annotator, item),
+    UNIQUE (annotator, position)
+);
+CREATE TABLE answers (
+    id INTEGER PRIMARY KEY,
+    annotator INTEGER NOT NULL,
+    item INTEGER NOT NULL,
+    answer TEXT,
+    confidence INTEGER,
+    seconds REAL,
+    answered_at REAL NOT NULL,
+    UNIQUE (annotator, item),
+    FOREIGN KEY (annotator, item) REFERENCES assignments(annotator, item)
+);
+"""
+# `answers.answer` is a label name, or NULL for "can't tell".
+
+
+@dataclass(frozen=True)
+class Annotator:
+    id: int
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    answered: int
+    total: int
+
+    @property
+    def done(self) -> bool:
+        return self.answered >= self.total
+
+
+class Store:
+    """One study file. Cheap to construct; holds a path, never a connection."""
+
+    def __init__(self, path: str | Path, timeout: float = 30.0):
+        self.path = Path(path)
+        self.timeout = timeout
+
+    # --- connections --------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed on success, rolled back on any error."""
+        conn = self._connect()
+        try:
+            # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
+            # one failing halfway through with "database is locked".
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    # --- creation -----------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path) -> Store:
+        """A new, empty study file at `path` (which must not exist)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript("BEGIN;" + SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        finally:
+            conn.close()
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        """An existing study file, checked for the schema version this code understands."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"study file {path} not found: create it with `clvq-judge study create` or pass the right --study")
+        store = cls(path)
+        try:
+            with store.read() as conn:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError:
+            raise UserError(f"{path} is not a study file (not SQLite): pass the .sqlite file `study create` wrote") from None
+        if version != SCHEMA_VERSION:
+            raise UserError(
+                f"{path} has study schema version {version}, this clvq-judge reads version {SCHEMA_VERSION}: "
+                f"use the clvq-judge version that created it, or recreate the study"
+            )
+        return store
+
+    def fill(self, meta: dict[str, Any], items: list[dict], annotators: list[dict], assignments: list[tuple[int, int, int]]) -> None:
+        """Write a whole study design in one transaction (items carry their own ids)."""
+        with self.write() as conn:
+            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
+            conn.executemany(
+                "INSERT INTO items (id, kind, sentence, method, concept, truth, display) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(i["id"], i["kind"], i.get("sentence"), i.get("method"), i.get("concept"), i["truth"],
+                  json.dumps(i["display"], ensure_ascii=False)) for i in items],
+            )
+            conn.executemany(
+                "INSERT INTO annotators (id, name, token, kind) VALUES (?, ?, ?, ?)",
+                [(a["id"], a["name"], a["token"], a.get("kind", "human")) for a in annotators],
+            )
+            conn.executemany("INSERT INTO assignments (annotator, item, position) VALUES (?, ?, ?)", assignments)
+
+    # --- reading ------------------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        with self.read() as conn:
+            return {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+
+    def labels(self) -> list[str]:
+        return list(self.meta()["labels"])
+
+    def annotator_by_token(self, token: str) -> Annotator | None:
+        if not token:
+            return None
+        with self.read() as conn:
+            row = conn.execute("SELECT id, name, kind FROM annotators WHERE token = ?", (token,)).fetchone()
+        return Annotator(*row) if row else None
+
+    def invites(self) -> list[tuple[str, str]]:
+        """(name, token) of every annotator, in id order."""
+        with self.read() as conn:
+            return list(conn.execute("SELECT name, token FROM annotators ORDER BY id"))
+
+    def progress(self, annotator: int) -> Progress:
+        with self.read() as conn:
+            total, answered = conn.execute(
+                "SELECT COUNT(*), COUNT(a.id) FROM assignments s "
+                "LEFT JOIN answers a ON a.annotator = s.annotator AND a.item = s.item WHERE s.annotator = ?",
+                (annotator,),
+            ).fetchone()
+        return Progress(answered=answered, total=total)
+
+    def next_item(self, annotator: int) -> tuple[int, dict] | None:
+        """(item id, frozen display content) of the annotator's first unanswered item, or None when done.
+
+        Only the display content leaves the store here: the method and the truth stay in the database.
+        """
+        with self.read() as conn:
+            row = conn.execute(
+                "SELECT s.item, i.display FROM assignments s JOIN items i ON i.id = s.item "
+                "LEFT JOIN answers a ON a.annotator = s.annotator AND a.item = s.item "
+                "WHERE s.annotator = ? AND a.id IS NULL ORDER BY s.position LIMIT 1",
+                (annotator,),
+            ).fetchone()
+        return (int(row[0]), json.loads(row[1])) if row else None
+
+    # --- writing ------------------------------------------------------------------------------------
+    def mark_shown(self, annotator: int, item: int, now: float | None = None) -> float:
+        """Record when the annotator first saw the item (kept across reloads); return that time."""
+        now = time.time() if now is None else now
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE assignments SET shown_at = ? WHERE annotator = ? AND item = ? AND shown_at IS NULL",
+                (now, annotator, item),
+            )
+            row = conn.execute("SELECT shown_at FROM assignments WHERE annotator = ? AND item = ?", (annotator, item)).fetchone()
+        return float(row[0]) if row and row[0] is not None else now
+
+    def record_answer(
+        self, annotator: int, item: int, answer: str | None, confidence: int | None, seconds: float | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """Store one answer in one transaction; True if stored, False if this item was already answered.
+
+        `seconds` defaults to the time since the item was first shown. An item outside the annotator's
+        assignment or an answer that is not a label name is a bug in the caller, so it raises.
+        """
+        now = time.time() if now is None else now
+        with self.write() as conn:
+            shown = conn.execute(
+                "SELECT shown_at FROM assignments WHERE annotator = ? AND item = ?", (annotator, item)
+            ).fetchone()
+            if shown is None:
+                raise ValueError(f"item {item} is not assigned to annotator {annotator}")
+            labels = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'labels'").fetchone()[0])
+            if answer is not None and answer not in labels:
+                raise ValueError(f"answer {answer!r} is not one of the study's labels")
+            if seconds is None and shown[0] is not None:
+                seconds = max(0.0, now - float(shown[0]))
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO answers (annotator, item, answer, confidence, seconds, answered_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (annotator, item, answer, confidence, seconds, now),
+            )
+            return cur.rowcount == 1
+
+    # --- the tables, for results --------------------------------------------------------------------
+    def tables(self) -> dict[str, list[tuple]]:
+        """Items, annotators, assignments and answers as rows, read in one snapshot."""
+        with self.read() as conn:
+            conn.execute("BEGIN")
+            out = {
+                "items": list(conn.execute("SELECT id, kind, sentence, method, concept, truth FROM items ORDER BY id")),
+                "annotators": list(conn.execute("SELECT id, name, kind FROM annotators ORDER BY id")),
+                "assignments": list(conn.execute("SELECT annotator, item, position FROM assignments")),
+                "answers": list(conn.execute(
+                    "SELECT annotator, item, answer, confidence, seconds, answered_at FROM answers ORDER BY id")),
+            }
+            conn.execute("COMMIT")
+        return out

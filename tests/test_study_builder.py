@@ -1,0 +1,100 @@
+"""`clvq-judge study create` on a real tiny run: the design in the file, invite links, one-line errors."""
+
+import json
+import re
+import sqlite3
+from collections import Counter
+
+import pytest
+
+from clvq_judge.cli.main import main
+from clvq_judge.human_eval.store import SCHEMA_VERSION, Store
+
+
+def rows(path, sql):
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_created_study_holds_the_design(make_study):
+    path = make_study(items=8, overlap=2, annotators=6, attention_checks=2, seed=5)
+    assert rows(path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    assert rows(path, "PRAGMA journal_mode")[0][0] == "wal"
+    items = rows(path, "SELECT id, kind, sentence, method, truth, display FROM items")
+    task = [i for i in items if i[1] == "task"]
+    checks = [i for i in items if i[1] == "attention"]
+    assert len(task) == 8 * 3 and len(checks) == 2
+    assert Counter(i[3] for i in task) == {"clvq": 8, "kmeans": 8, "sae": 8}
+    labels = Store.open(path).labels()
+    for _, _, _, method, truth, display in task:
+        content = json.loads(display)
+        # the frozen content an annotator gets holds neither the method nor the answer key
+        assert method not in display and "prediction" not in content and truth in labels
+        assert content["top_words"] and content["text"][slice(*content["span"])]
+    assignments = rows(path, "SELECT a.annotator, i.sentence, i.method, i.kind, a.position FROM assignments a JOIN items i ON i.id = a.item")
+    per_item = Counter((s, m) for _, s, m, k, _ in assignments if k == "task")
+    assert set(per_item.values()) == {2} and len(per_item) == 24
+    for annotator in range(1, 7):
+        mine = sorted((p, s, m, k) for a, s, m, k, p in assignments if a == annotator)
+        sentences = [s for _, s, _, k in mine if k == "task"]
+        assert len(sentences) == len(set(sentences))  # no sentence under two methods
+        assert sum(k == "attention" for *_, k in mine) == 2 and mine[0][3] == "task"
+        assert [p for p, *_ in mine] == list(range(len(mine)))
+        methods = Counter(m for _, _, m, k in mine if k == "task")
+        assert max(methods.values()) - min(methods.values()) <= 1
+
+
+def test_same_seed_same_items_new_tokens(make_study):
+    a, b = make_study(seed=1), make_study(seed=1)
+    q = "SELECT kind, sentence, method, concept, truth, display FROM items ORDER BY id"
+    assert rows(a, q) == rows(b, q)
+    qa = "SELECT annotator, item, position FROM assignments ORDER BY 1, 3"
+    assert rows(a, qa) == rows(b, qa)
+    tokens_a = [t for _, t in Store.open(a).invites()]
+    tokens_b = [t for _, t in Store.open(b).invites()]
+    assert not set(tokens_a) & set(tokens_b)
+    assert all(len(t) >= 32 and not t.isdigit() for t in tokens_a) and len(set(tokens_a)) == len(tokens_a)
+
+
+def test_cli_prints_one_link_per_annotator_and_refuses_bad_requests(study_runs, capsys):
+    base = ["study", "create", "--runs-dir", str(study_runs), "--run", "tiny", "--method", "clvq", "--method", "kmeans"]
+    assert main([*base, "--items", "5", "--overlap", "2", "--annotators", "4", "--name", "cli",
+                 "--base-url", "https://study.example.org/"]) == 0
+    out = capsys.readouterr().out
+    links = re.findall(r"https://study\.example\.org/\?token=([\w-]+)", out)
+    assert len(links) == 4 and len(set(links)) == 4
+
+    def error(*extra):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        return err
+
+    assert "--force" in error("--items", "5", "--overlap", "2", "--annotators", "4", "--name", "cli")
+    assert "above --annotators" in error("--overlap", "5", "--annotators", "4", "--name", "x")
+    assert "needs at least 6 annotators" in error("--overlap", "3", "--annotators", "4", "--name", "x")
+    assert "lower --items" in error("--items", "500", "--overlap", "1", "--annotators", "2", "--name", "x")
+    assert "unknown --method" in error("--method", "nope", "--overlap", "1", "--annotators", "3", "--name", "x")
+    assert "no concepts for method 'vqvae'" in error("--method", "vqvae", "--overlap", "1", "--annotators", "3", "--name", "x")
+    assert "CLVQ_TEST_UNSET" in error("--overlap", "1", "--annotators", "2", "--name", "x", "--admin-password-env", "CLVQ_TEST_UNSET")
+    # --force replaces the study (new tokens)
+    assert main([*base, "--items", "5", "--overlap", "2", "--annotators", "4", "--name", "cli", "--force"]) == 0
+    assert not set(re.findall(r"token=([\w-]+)", capsys.readouterr().out)) & set(links)
+
+
+def test_stored_admin_password_is_a_salted_hash(make_study, monkeypatch):
+    monkeypatch.setenv("MY_STUDY_PW", "correct horse")
+    path = make_study(admin_password_env="MY_STUDY_PW", items=3, overlap=1, annotators=3)
+    raw = path.read_bytes()
+    assert b"correct horse" not in raw
+    meta = Store.open(path).meta()
+    assert meta["admin_password"]["algorithm"] == "pbkdf2_sha256" and "admin_password_env" not in meta["config"]
+
+
+@pytest.mark.parametrize("options", [{"items": 3, "overlap": 1, "annotators": 3, "attention_checks": 0}])
+def test_no_attention_checks(make_study, options):
+    path = make_study(**options)
+    assert rows(path, "SELECT COUNT(*) FROM items WHERE kind = 'attention'")[0][0] == 0
