@@ -28,6 +28,22 @@ class Stage:
         module, attr = ref.split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def config_class(self) -> type:
+        """The stage's config dataclass; a function in its place builds it (train: from the method registry)."""
+        found = self.load(self.config)
+        return found if isinstance(found, type) else found()
+
+
+class UsageError(Exception):
+    """A command line argparse rejects (unknown option, invalid choice, wrong type)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints the whole usage before an error; we print one line naming the problem and the fix."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
 
 STAGES = [
     Stage("demo", "Run the pipeline end to end on the embedded offline default.",
@@ -36,12 +52,14 @@ STAGES = [
           "clvq_judge.core.classifier:FinetuneConfig", "clvq_judge.core.classifier:finetune"),
     Stage("extract", "Cache per-word activations, predictions and Integrated-Gradients saliency.",
           "clvq_judge.core.extract:ExtractConfig", "clvq_judge.core.extract:extract"),
-    Stage("train", "Fit a concept method (clvq, vqvae, sae, kmeans, agglomerative) on the cached activations.",
-          "clvq_judge.core.train:TrainConfig", "clvq_judge.core.train:train"),
+    Stage("train", "Fit a registered concept method (--method; each brings its own options) on the cached activations.",
+          "clvq_judge.core.train:train_config_class", "clvq_judge.core.train:train"),
     Stage("concepts", "Write concept cards, vectors and per-token assignments of a trained method.",
           "clvq_judge.core.concepts:ConceptsConfig", "clvq_judge.core.concepts:concepts"),
     Stage("ablate", "Faithfulness: remove each sentence's concept at L_in (probe and model-level) vs random controls.",
           "clvq_judge.core.ablation.stage:AblateConfig", "clvq_judge.core.ablation.stage:ablate"),
+    Stage("diagnose", "Diagnostics of a trained method: lookup FVU before/after training, oracle ceiling, NMI, decoder context use.",
+          "clvq_judge.core.diagnose:DiagnoseConfig", "clvq_judge.core.diagnose:diagnose"),
     Stage("describe", "Explainer LLM: a one-line description of each concept the sampled units use (blind to the method).",
           "clvq_judge.judge.describe:DescribeConfig", "clvq_judge.judge.describe:describe"),
     Stage("rank", "Blinded LLM judging of concept methods: pairwise or listwise, known-answer control, win rates.",
@@ -50,6 +68,8 @@ STAGES = [
           "clvq_judge.judge.serve:ServeConfig", "clvq_judge.judge.serve:serve"),
     Stage("export", "Gather a run's ranking, ablation and human results into CSVs ready for a paper.",
           "clvq_judge.judge.export:ExportConfig", "clvq_judge.judge.export:export"),
+    Stage("report", "One self-contained HTML report of a run (setup, every table, charts, concept cards) with CSVs.",
+          "clvq_judge.core.report:ReportConfig", "clvq_judge.core.report:build_report"),
     Stage("study create", "Build a human-evaluation study from a run and print one invite link per annotator.",
           "clvq_judge.human_eval.builder:CreateConfig", "clvq_judge.human_eval.builder:create_study"),
     Stage("study serve", "Start the annotation app (Streamlit) for a study.",
@@ -59,9 +79,13 @@ STAGES = [
 ]
 
 
+# Stages that shard their work across torchrun processes (one writer of the run directory).
+DISTRIBUTED_STAGES = ("extract", "train")
+
+
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """Only the chosen stage's module is imported (stages pull in torch; `--help` stays fast)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="clvq-judge",
         description="Discover concepts in language models with CLVQ-VAE and evaluate them.",
     )
@@ -80,7 +104,7 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
         p = target.add_parser(action, help=stage.summary, description=stage.summary,
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter.__bases__[0])
         if stage.name == chosen:
-            add_arguments(p, stage.load(stage.config))
+            add_arguments(p, stage.config_class())
         p.set_defaults(_stage=stage)
     return parser
 
@@ -98,15 +122,26 @@ def chosen_stage(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Set here, not only under `python -m`, so the installed `clvq-judge` entry point gets it too: forked
+    # workers of a tokenizer that already ran in parallel would deadlock.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(chosen_stage(argv))
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser(chosen_stage(argv))
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     stage: Stage = args._stage
     try:
-        config = from_namespace(stage.load(stage.config), args)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and stage.name not in DISTRIBUTED_STAGES:
+            # Every process would write the same files: only extract and train shard their work.
+            raise UserError(f"`{stage.name}` runs as one process: launch only {' and '.join(DISTRIBUTED_STAGES)} "
+                            f"under torchrun, and this stage without it")
+        config = from_namespace(stage.config_class(), args)
         result = stage.load(stage.function)(config)
         if isinstance(result, str):
             print(result)
@@ -120,5 +155,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.exit(main())

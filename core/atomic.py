@@ -23,6 +23,8 @@ def atomic_path(target: str | os.PathLike, suffix: str = ""):
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp creates 0600 files; artifacts are meant to be shared like any file the user writes.
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,122 @@
+"""Judge backends and the options every judging stage shares (`JudgeOptions`, `open_judges`).
+
+Judge specs: `embedded` (the shipped Qwen2.5-Coder-0.5B-Instruct, in process), `transformers:<HF id or dir>`,
+`openai:<model>` (OpenAI, or any OpenAI-compatible server at --base-url, e.g. `clvq-judge serve` or vLLM's
+server) and `vllm:<model>` (vLLM's offline engine, extra `vllm`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from clvq_judge.core.errors import UserError
+from clvq_judge.judge.backends.local import resolve_precision
+from clvq_judge.judge.cache import JudgeCache
+from clvq_judge.judge.pool import CachedJudge, load_price_table
+
+log = logging.getLogger(__name__)
+
+SPEC_HINT = "use embedded, transformers:<HF id or dir>, openai:<model> or vllm:<model>"
+
+
+@dataclass
+class JudgeOptions:
+    """Which LLM judges answer, and how they are reached. Stage configs inherit these."""
+
+    judge: tuple[str, ...] = ("embedded",)
+    """Judge(s): embedded (the shipped Qwen2.5-Coder-0.5B-Instruct, in process), transformers:<HF id or dir>,
+    openai:<model> (OpenAI or any OpenAI-compatible server at --base-url), vllm:<model> (vLLM offline engine).
+    Repeat to use several judges."""
+    base_url: str | None = None
+    """OpenAI-compatible server for openai:<model> judges, e.g. http://127.0.0.1:8000/v1 (`clvq-judge serve`)."""
+    model: str | None = None
+    """Shorthand for --judge openai:<model> (replaces the default judge; with --base-url, a model it serves)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the API key (needed for a non-loopback URL). The key is never
+    stored or logged."""
+    concurrency: int = 4
+    """Parallel requests to an HTTP judge."""
+    batch_size: int = 8
+    """Prompts per forward pass for in-process judges."""
+    max_tokens: int = 48
+    """Longest free-text answer (descriptions), in tokens."""
+    precision: Literal["auto", "float32", "bfloat16", "int8"] = "auto"
+    """Weights of in-process judges: auto (bfloat16 on CUDA or a CPU with native bf16, about 2x faster there,
+    else float32), float32 (the reference), bfloat16, or int8 (dynamic quantisation of the Linear layers:
+    faster only in large batches on CPU, and it shifts the verdicts)."""
+    max_retries: int = 5
+    """Retries of an HTTP judge on 429, 5xx, timeouts and dropped connections (with backoff)."""
+    request_timeout: float = 600.0
+    """Seconds before an HTTP request times out (and is retried)."""
+    price_table: str | None = None
+    """JSON file: {"<model>": {"prompt": $, "completion": $}} per 1M tokens, to report cost."""
+
+
+# Options that change how fast answers come, never what they are: leave them out of a stage's config hash.
+NON_RESULT_JUDGE_FIELDS = ("base_url", "api_key_env", "concurrency", "batch_size", "max_retries", "request_timeout",
+                           "price_table")
+
+
+def judge_specs(options: JudgeOptions) -> list[str]:
+    specs = list(options.judge)
+    if options.model:
+        shorthand = f"openai:{options.model}"
+        specs = [shorthand] if specs == ["embedded"] else [*specs, shorthand]
+    return list(dict.fromkeys(specs))
+
+
+def open_backend(spec: str, options: JudgeOptions, device: str = "cpu"):
+    """The bare backend of one spec, plus the model label its cache keys use."""
+    kind, _, target = spec.partition(":")
+    if spec == "embedded" or (kind == "transformers" and target):
+        from .inprocess import TransformersBackend
+
+        model = "embedded" if spec == "embedded" else target
+        precision = resolve_precision(options.precision, str(device))
+        backend = TransformersBackend(model, precision, options.batch_size, device)
+        # Answers differ (slightly) between precisions, so the cache keeps them apart.
+        suffix = "" if precision == "float32" else f"@{precision}"
+        return backend, model + suffix
+    if kind == "openai" and target:
+        from .http import OpenAIBackend
+
+        backend = OpenAIBackend(target, options.base_url, options.api_key_env, options.concurrency,
+                                options.request_timeout, options.max_retries)
+        return backend, target
+    if kind == "vllm" and target:
+        from .vllm import VLLMBackend
+
+        return VLLMBackend(target, max(options.batch_size, 64)), target
+    raise UserError(f"unknown judge {spec!r}: {SPEC_HINT}")
+
+
+def open_judges(options: JudgeOptions, cache_path: Path, device: str = "cpu") -> list[CachedJudge]:
+    """One ready client per judge spec, each wrapped in the on-disk cache, accounting and concurrency.
+
+    Everything a user can get wrong fails here, up front, with one line: an unknown spec, an unreachable
+    server, a model the server does not serve, a missing or bad key for a remote URL, vLLM not installed,
+    an unreadable price table or a corrupted cache file.
+    """
+    specs = judge_specs(options)
+    if not specs:
+        raise UserError(f"no judge given: {SPEC_HINT}")
+    for spec in specs:
+        kind, _, target = spec.partition(":")
+        if not (spec == "embedded" or (kind in ("transformers", "openai", "vllm") and target)):
+            raise UserError(f"unknown judge {spec!r}: {SPEC_HINT}")
+    prices = load_price_table(options.price_table)
+    cache = JudgeCache(cache_path)
+    judges = []
+    for spec in specs:
+        backend, cache_model = open_backend(spec, options, device)
+        price = prices.get(backend.model) or prices.get(spec)
+        if prices and price is None:
+            log.warning("price table %s has no entry for %s: its cost is not reported", options.price_table, backend.model)
+        judges.append(CachedJudge(spec, backend, cache, cache_model, price))
+    return judges
+
+
+__all__ = ["NON_RESULT_JUDGE_FIELDS", "CachedJudge", "JudgeOptions", "judge_specs", "open_backend", "open_judges"]
