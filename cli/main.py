@@ -76,6 +76,8 @@ STAGES = [
           "clvq_judge.human_eval.serve:StudyServeConfig", "clvq_judge.human_eval.serve:serve_study"),
     Stage("study results", "Accuracy per method, Krippendorff's alpha and progress of a study, as tidy CSVs.",
           "clvq_judge.human_eval.results:ResultsConfig", "clvq_judge.human_eval.results:study_results"),
+    Stage("study simulate", "LLM annotators answer a study through exactly what a person sees (kind 'simulated').",
+          "clvq_judge.human_eval.simulate:SimulateConfig", "clvq_judge.human_eval.simulate:simulate_study"),
 ]
 
 

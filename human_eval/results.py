@@ -5,6 +5,12 @@ counts as not recovering the prediction (the share of those is reported next to 
 over decided answers). The 95% interval is a cluster bootstrap over items, so the several answers to one
 item move together. Agreement is Krippendorff's alpha (nominal) on a [annotators x items] matrix of label
 ids where "can't tell" and unanswered items are missing (NaN). Attention checks enter neither figure.
+
+Simulated annotators (`clvq-judge study simulate`) never enter the human figures: their accuracy per
+method stands beside the humans' (`sim_*` columns), and their agreement with the humans is Krippendorff's
+alpha over every (human answer, simulated answer) pair on the same task item: each pair is one unit rated
+by two raters, the human and the simulator, so alpha asks whether the simulator answers as the person who
+saw the same screen did, and the humans' agreement among themselves does not enter it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ from clvq_judge.core.stats import cluster_resamples, krippendorff_alpha, percent
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+SIMULATED = "simulated"
+SIM_COLUMNS = ["sim_answers", "sim_accuracy", "sim_ci_low", "sim_ci_high", "sim_mean_confidence", "sim_human_pairs",
+               "sim_human_agreement", "sim_human_alpha"]
 
 ANSWER_COLUMNS = ["annotator", "annotator_name", "annotator_kind", "item", "item_kind", "sentence", "method", "concept",
                   "truth", "answer", "cant_tell", "correct", "confidence", "seconds", "answered_at"]
@@ -91,6 +101,23 @@ def majority_baseline(truth: pd.Series) -> float:
     return float(truth.value_counts(normalize=True).iloc[0]) if len(truth) else float("nan")
 
 
+def kind_agreement(human: pd.DataFrame, simulated: pd.DataFrame, label_id: dict[str, int]) -> tuple[int, float, float]:
+    """(pairs, share of decided pairs that agree, alpha) over every (human, simulated) answer pair on one item.
+
+    Frames hold `item` and `answer` (a label name, or None for "can't tell", which is missing for alpha).
+    """
+    pairs = human[["item", "answer"]].merge(simulated[["item", "answer"]], on="item", suffixes=("_h", "_s"))
+    if pairs.empty:
+        return 0, float("nan"), float("nan")
+    h = pairs["answer_h"].map(label_id).astype("float64").to_numpy()
+    s = pairs["answer_s"].map(label_id).astype("float64").to_numpy()
+    decided = np.isfinite(h) & np.isfinite(s)
+    rate = float((h[decided] == s[decided]).mean()) if decided.any() else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alpha = krippendorff_alpha(np.vstack([h, s]), "nominal")
+    return len(pairs), rate, alpha
+
+
 # --- tables --------------------------------------------------------------------------------------------
 
 
@@ -115,10 +142,13 @@ def compute_from(tables: dict[str, list[tuple]], meta: dict, n_boot: int = 1000,
     labels = list(meta["labels"])
     label_id = {name: i for i, name in enumerate(labels)}
     answers = answers_frame(tables)
-    task = answers[answers["item_kind"] == "task"]
+    simulated = answers["annotator_kind"] == SIMULATED
+    # The human figures are the humans' alone; simulated answers get their own columns below.
+    task = answers[(answers["item_kind"] == "task") & ~simulated]
+    sim_task = answers[(answers["item_kind"] == "task") & simulated]
     items = pd.DataFrame(tables["items"], columns=["item", "kind", "sentence", "method", "concept", "truth"])
     task_items = items[items["kind"] == "task"]
-    annotator_ids = [a[0] for a in tables["annotators"]]
+    annotator_ids = [a[0] for a in tables["annotators"] if a[2] != SIMULATED]
     values = task["answer"].map(label_id).astype("float64").to_numpy()
 
     def alpha_of(frame: pd.DataFrame, unit_ids) -> float:
@@ -145,9 +175,11 @@ def compute_from(tables: dict[str, list[tuple]], meta: dict, n_boot: int = 1000,
             "majority_baseline": majority_baseline(sub["truth"]),
             "alpha": alpha_of(sub, task_items.loc[task_items["method"] == method, "item"].tolist()),
             "mean_confidence": float(sub["confidence"].mean()) if len(sub) else float("nan"),
+            **simulated_columns(sub, sim_task[sim_task["method"] == method], label_id, n_boot, seed + k),
         })
     methods = pd.DataFrame(rows, columns=["method", "items", "answers", "accuracy", "ci_low", "ci_high", "cant_tell_rate",
-                                          "accuracy_decided", "majority_baseline", "alpha", "mean_confidence"])
+                                          "accuracy_decided", "majority_baseline", "alpha", "mean_confidence",
+                                          *SIM_COLUMNS])
 
     assigned = pd.DataFrame(tables["assignments"], columns=["annotator", "item", "position"]).merge(
         items[["item", "kind"]], on="item")
@@ -155,26 +187,56 @@ def compute_from(tables: dict[str, list[tuple]], meta: dict, n_boot: int = 1000,
     ann["assigned"] = ann["annotator"].map(assigned.groupby("annotator").size()).fillna(0).astype(int)
     ann["answered"] = ann["annotator"].map(answers.groupby("annotator").size()).fillna(0).astype(int)
     ann["progress"] = ann["answered"] / ann["assigned"].where(ann["assigned"] > 0)
-    checks = answers[answers["item_kind"] == "attention"]
+    all_checks = answers[answers["item_kind"] == "attention"]
+    checks = all_checks[~simulated.loc[all_checks.index]]
+    sim_checks = all_checks[simulated.loc[all_checks.index]]
     ann["attention_assigned"] = ann["annotator"].map(assigned[assigned["kind"] == "attention"].groupby("annotator").size()).fillna(0).astype(int)
-    ann["attention_answered"] = ann["annotator"].map(checks.groupby("annotator").size()).fillna(0).astype(int)
-    ann["attention_passed"] = ann["annotator"].map(checks.groupby("annotator")["correct"].sum()).fillna(0).astype(int)
+    ann["attention_answered"] = ann["annotator"].map(all_checks.groupby("annotator").size()).fillna(0).astype(int)
+    ann["attention_passed"] = ann["annotator"].map(all_checks.groupby("annotator")["correct"].sum()).fillna(0).astype(int)
     ann["attention_pass_rate"] = ann["attention_passed"] / ann["attention_answered"].where(ann["attention_answered"] > 0)
-    ann["accuracy"] = ann["annotator"].map(task.groupby("annotator")["correct"].mean())
+    all_task = answers[answers["item_kind"] == "task"]
+    ann["accuracy"] = ann["annotator"].map(all_task.groupby("annotator")["correct"].mean())
     ann["median_seconds"] = ann["annotator"].map(answers.groupby("annotator")["seconds"].median())
 
+    is_human = ann["kind"] != SIMULATED
     summary = {
         "study": meta.get("name"), "run": meta.get("run"), "labels": labels, "methods": list(meta["methods"]),
-        "annotators": len(ann), "answers": len(answers), "task_answers": len(task),
-        "assigned": int(ann["assigned"].sum()),
+        # counts of the human annotators; the simulated ones are counted under "simulated"
+        "annotators": int(is_human.sum()), "answers": int((~simulated).sum()), "task_answers": len(task),
+        "assigned": int(ann.loc[is_human, "assigned"].sum()),
         "alpha_overall": alpha_of(task, task_items["item"].tolist()),
         "attention_pass_rate": float(checks["correct"].mean()) if len(checks) else None,
         "chance": 1.0 / len(labels) if labels else None,
         "accuracy": {r["method"]: r["accuracy"] for r in rows},
         "n_boot": n_boot, "seed": seed,
+        "simulated": None,
     }
-    summary = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in summary.items()}
+    if (~is_human).any():
+        pairs, rate, alpha = kind_agreement(task, sim_task, label_id)
+        summary["simulated"] = _finite({
+            "annotators": int((~is_human).sum()), "answers": int(simulated.sum()),
+            "assigned": int(ann.loc[~is_human, "assigned"].sum()),
+            "task_answers": len(sim_task), "accuracy": {r["method"]: r["sim_accuracy"] for r in rows},
+            "attention_pass_rate": float(sim_checks["correct"].mean()) if len(sim_checks) else None,
+            "human_pairs": pairs, "human_agreement": rate, "human_alpha": alpha,
+        })
+    summary = _finite(summary)
     return Results(answers=answers, methods=methods, annotators=ann, summary=summary)
+
+
+def simulated_columns(human: pd.DataFrame, sim: pd.DataFrame, label_id: dict[str, int], n_boot: int, seed: int) -> dict:
+    """The `sim_*` columns of one method: the simulated annotators' accuracy, and their agreement with the humans."""
+    acc, low, high = accuracy_with_ci(sim["correct"].to_numpy(), sim["item"].to_numpy(), n_boot, seed)
+    pairs, rate, alpha = kind_agreement(human, sim, label_id)
+    return {"sim_answers": len(sim), "sim_accuracy": acc, "sim_ci_low": low, "sim_ci_high": high,
+            "sim_mean_confidence": float(sim["confidence"].mean()) if len(sim) else float("nan"),
+            "sim_human_pairs": pairs, "sim_human_agreement": rate, "sim_human_alpha": alpha}
+
+
+def _finite(d: dict) -> dict:
+    """NaN becomes None, so summary.json holds null rather than an invalid NaN token."""
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else
+                _finite(v) if isinstance(v, dict) else v) for k, v in d.items()}
 
 
 # --- the stage -----------------------------------------------------------------------------------------
@@ -215,6 +277,17 @@ def table_text(results: Results) -> str:
     pass_rate = s["attention_pass_rate"]
     lines.append(f"alpha overall {fmt(s['alpha_overall'])}; attention checks passed {fmt(pass_rate)}; "
                  f"answers {s['answers']} of {s['assigned']} assigned")
+    sim = s.get("simulated")
+    if sim:
+        lines.append("")
+        lines.append(f"{'method':<14}{'human':>8}{'simulated':>11}  95% CI (simulated)  pairs  agree  alpha (sim vs human)")
+        for r in results.methods.itertuples():
+            lines.append(f"{r.method:<14}{fmt(r.accuracy):>8}{fmt(r.sim_accuracy):>11}  [{fmt(r.sim_ci_low)}, "
+                         f"{fmt(r.sim_ci_high)}]  {r.sim_human_pairs:>5}  {fmt(r.sim_human_agreement)}  "
+                         f"{fmt(r.sim_human_alpha)}")
+        lines.append(f"simulated: {sim['annotators']} annotators, {sim['answers']} answers; attention checks passed "
+                     f"{fmt(sim['attention_pass_rate'])} (humans {fmt(pass_rate)}); alpha sim vs human "
+                     f"{fmt(sim['human_alpha'])} over {sim['human_pairs']} pairs, agreement {fmt(sim['human_agreement'])}")
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ schema version sits in `PRAGMA user_version`; a file from another version is ref
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -210,7 +211,50 @@ class Store:
             ).fetchone()
         return (int(row[0]), json.loads(row[1])) if row else None
 
+    def annotators(self) -> list[Annotator]:
+        with self.read() as conn:
+            return [Annotator(*row) for row in conn.execute("SELECT id, name, kind FROM annotators ORDER BY id")]
+
+    def pending_items(self, annotator: int) -> list[tuple[int, dict]]:
+        """(item id, frozen display content) of every unanswered item of the annotator, in their order."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT s.item, i.display FROM assignments s JOIN items i ON i.id = s.item "
+                "LEFT JOIN answers a ON a.annotator = s.annotator AND a.item = s.item "
+                "WHERE s.annotator = ? AND a.id IS NULL ORDER BY s.position",
+                (annotator,),
+            ).fetchall()
+        return [(int(item), json.loads(display)) for item, display in rows]
+
     # --- writing ------------------------------------------------------------------------------------
+    def add_annotator_like(self, name: str, kind: str, like: int) -> Annotator:
+        """An extra annotator (e.g. a simulated one) given the same items, in the same order, as annotator `like`.
+
+        Idempotent by name, so a rerun finds the annotator it added before (and its answers) instead of
+        adding another; a name taken by an annotator of another kind is a bug in the caller.
+        """
+        with self.write() as conn:
+            row = conn.execute("SELECT id, name, kind FROM annotators WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                if row[2] != kind:
+                    raise ValueError(f"annotator {name!r} exists with kind {row[2]!r}, not {kind!r}")
+                return Annotator(*row)
+            new = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM annotators").fetchone()[0]
+            conn.execute("INSERT INTO annotators (id, name, token, kind) VALUES (?, ?, ?, ?)",
+                         (new, name, secrets.token_urlsafe(24), kind))
+            conn.execute("INSERT INTO assignments (annotator, item, position) "
+                         "SELECT ?, item, position FROM assignments WHERE annotator = ?", (new, like))
+        return Annotator(new, name, kind)
+
+    def clear_answers(self, annotator: int) -> int:
+        """Delete every answer of one annotator (a simulated one being redone); return how many."""
+        with self.write() as conn:
+            return conn.execute("DELETE FROM answers WHERE annotator = ?", (annotator,)).rowcount
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
     def mark_shown(self, annotator: int, item: int, now: float | None = None) -> float:
         """Record when the annotator first saw the item (kept across reloads); return that time."""
         now = time.time() if now is None else now

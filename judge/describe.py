@@ -97,8 +97,7 @@ def resolve_methods(run: Run, requested: tuple[str, ...] | list[str]) -> list[st
 def concepts_version(run: Run, method: str) -> str:
     """Identifies the concept cards a unit or description was made from: a retrained method reuses concept
     ids for new concepts, so older descriptions must not be shown for them."""
-    record = run.done_record(f"concepts/{method}")
-    return str(record.get("method_hash") or record.get("config_hash"))
+    return str(run.done_hash(f"concepts/{method}"))  # changes with every redo of the concepts, same options or not
 
 
 def control_concepts(unit: Unit, used: dict[str, np.ndarray], seed: int) -> dict[str, int]:
