@@ -32,11 +32,14 @@ def _fvu(m: dict, top_layer: int) -> str:
 
 
 def _accuracy(m: dict) -> str:
-    removed, random = m.get("accuracy_concept_removed"), m.get("accuracy_random")
-    if removed is None or random is None:
+    """Concept removed / random direction / random with the concept's energy / another concept."""
+    values = [m.get(k) for k in ("accuracy_concept_removed", "accuracy_random", "accuracy_random_energy",
+                                 "accuracy_other_concept")]
+    if values[0] is None or values[1] is None:
         return "-"
     k = m["ablation_label"].partition(" ")[2]
-    return f"{removed:.3f}{f' ({k})' if k else ''} / {random:.3f}"
+    shown = [f"{values[0]:.3f}{f' ({k})' if k else ''}"] + ["-" if v is None else f"{v:.3f}" for v in values[1:]]
+    return " / ".join(shown)
 
 
 def render(headline: dict) -> str:
@@ -48,7 +51,7 @@ def render(headline: dict) -> str:
         f"{headline['majority_baseline']:.3f} majority-class baseline; layers {min(headline['layers'])} -> {top}, "
         f"{headline['train_words']:,} training words, {headline['eval_words']:,} evaluation words.",
         "",
-        "| method | concepts used (eval) | L_out lookup FVU | own reconstruction FVU (eval) | model accuracy, concept removed / random |",
+        "| method | concepts used (eval) | L_out lookup FVU | own reconstruction FVU (eval) | model accuracy: concept removed / random / same-energy random / other concept |",
         "|---|---|---|---|---|",
     ]
     for m in headline["methods"]:
