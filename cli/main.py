@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers"):
+    for noisy in ("httpx", "httpx2", "urllib3", "filelock", "huggingface_hub", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     stage: Stage = args._stage
     try:
