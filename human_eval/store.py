@@ -202,27 +202,22 @@ class Store:
 
         Only the display content leaves the store here: the method and the truth stay in the database.
         """
-        with self.read() as conn:
-            row = conn.execute(
-                "SELECT s.item, i.display FROM assignments s JOIN items i ON i.id = s.item "
-                "LEFT JOIN answers a ON a.annotator = s.annotator AND a.item = s.item "
-                "WHERE s.annotator = ? AND a.id IS NULL ORDER BY s.position LIMIT 1",
-                (annotator,),
-            ).fetchone()
-        return (int(row[0]), json.loads(row[1])) if row else None
+        pending = self.pending_items(annotator, limit=1)
+        return pending[0] if pending else None
 
     def annotators(self) -> list[Annotator]:
         with self.read() as conn:
             return [Annotator(*row) for row in conn.execute("SELECT id, name, kind FROM annotators ORDER BY id")]
 
-    def pending_items(self, annotator: int) -> list[tuple[int, dict]]:
-        """(item id, frozen display content) of every unanswered item of the annotator, in their order."""
+    def pending_items(self, annotator: int, limit: int = -1) -> list[tuple[int, dict]]:
+        """(item id, frozen display content) of the annotator's unanswered items, in their order (at most
+        `limit`; -1 = all)."""
         with self.read() as conn:
             rows = conn.execute(
                 "SELECT s.item, i.display FROM assignments s JOIN items i ON i.id = s.item "
                 "LEFT JOIN answers a ON a.annotator = s.annotator AND a.item = s.item "
-                "WHERE s.annotator = ? AND a.id IS NULL ORDER BY s.position",
-                (annotator,),
+                "WHERE s.annotator = ? AND a.id IS NULL ORDER BY s.position LIMIT ?",
+                (annotator, limit),
             ).fetchall()
         return [(int(item), json.loads(display)) for item, display in rows]
 
