@@ -145,18 +145,17 @@ def sample_units(run: Run, methods: tuple[str, ...] | list[str], n_sentences: in
     words = tokens["word"].astype(str).to_numpy()
     labels = tokens["label"].to_numpy()
     units = []
-    for sentence, position, row in zip(chosen["sentence"], chosen["position"], chosen["row"]):
+    for sentence, position, row, pred in zip(chosen["sentence"], chosen["position"], chosen["row"], preds[pick]):
         text = str(texts.loc[int(sentence)])
         span = (0, 0)
         if position > 0:
             _, starts, ends = split_words(text)
             if position <= len(starts):
                 span = (int(starts[position - 1]), int(ends[position - 1]))
-        pred = int(preds[pick][len(units)])
         units.append(
             Unit(
                 sentence=int(sentence), text=text, span=span, position=int(position), word=str(words[row]), row=int(row),
-                prediction=pred, prediction_label=names[pred], label=int(labels[row]),
+                prediction=int(pred), prediction_label=names[int(pred)], label=int(labels[row]),
                 concepts={m: int(assignments[m][row]) for m in methods},
             )
         )
