@@ -3,6 +3,7 @@
     python benchmarks/readme_table.py --headline runs/demo/headline.json   # copy it to docs/, rewrite README
     python benchmarks/readme_table.py                                      # rewrite README from docs/ copy
     python benchmarks/readme_table.py --check                              # exit 1 when README disagrees
+    python benchmarks/readme_table.py --seeds runs/demo/seeds.json         # adopt `clvq-judge seeds` figures too
 
 The committed copy `docs/demo_headline.json` is what the README shows, so a test can compare the two
 without running the demo.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY = ROOT / "docs" / "demo_headline.json"
+SEEDS_COPY = ROOT / "docs" / "demo_seeds.json"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- demo-figures:begin -->", "<!-- demo-figures:end -->"
 
@@ -42,8 +44,37 @@ def _accuracy(m: dict) -> str:
     return " / ".join(shown)
 
 
+def _ci(d: dict | None) -> str:
+    if not d or d.get("value") is None:
+        return "-"
+    return f"{d['value']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}]"
+
+
+def _judge(judge: dict | None) -> list[str]:
+    if not judge:
+        return []
+    rows = judge["methods"]
+    informative = any(r.get("informative") for r in rows)
+    shown = "; ".join(f"{r['method']} win rate {r['win_rate']:.2f} [{r['win_rate_low']:.2f}, {r['win_rate_high']:.2f}], "
+                      f"first place {r['first_place_rate']:.2f}" for r in rows)
+    return ["", f"Judge ({rows[0]['judge']}, blinded pairwise, both orders): {shown}; known-answer accuracy "
+            f"{rows[0]['known_answer_accuracy']:.2f}, position inconsistency {rows[0]['position_inconsistency']:.2f}"
+            + ("." if informative else ": **not informative** (its known-answer control does not clear chance).")]
+
+
+def _study(study: dict | None) -> list[str]:
+    if not study or not study.get("summary", {}).get("simulated"):
+        return []
+    sim = study["summary"]["simulated"]
+    shown = "; ".join(f"{m['method']} {m['sim_accuracy']:.2f} [{m['sim_ci_low']:.2f}, {m['sim_ci_high']:.2f}]"
+                      for m in study["methods"] if m.get("sim_accuracy") is not None)
+    return ["", f"Study: {study['summary']['annotators']} invite links; {sim['annotators']} simulated annotators "
+            f"({sim['task_answers']} answers) predict the model from each method's concept with accuracy {shown} "
+            f"(chance {study['summary']['chance']:.2f}); human answers so far: {study['summary']['answers']}."]
+
+
 def render(headline: dict) -> str:
-    """The README block: one sentence of setup figures and the per-method table."""
+    """The README block: one sentence of setup figures, the per-method table, the judge and study lines."""
     top = max(headline["layers"])
     lines = [
         f"`clvq-judge demo` ({headline['date']}; rerun it to check): `{headline['model']}` classifier on the "
@@ -51,42 +82,82 @@ def render(headline: dict) -> str:
         f"{headline['majority_baseline']:.3f} majority-class baseline; layers {min(headline['layers'])} -> {top}, "
         f"{headline['train_words']:,} training words, {headline['eval_words']:,} evaluation words.",
         "",
-        "| method | concepts used (eval) | L_out lookup FVU | own reconstruction FVU (eval) | model accuracy: concept removed / random / same-energy random / other concept |",
-        "|---|---|---|---|---|",
+        "| method | concepts used (eval) | L_out lookup FVU | own reconstruction FVU (eval) | model accuracy: concept removed / random / same-energy random / other concept | drop vs same-energy control [95% CI] |",
+        "|---|---|---|---|---|---|",
     ]
     for m in headline["methods"]:
         layers = f"{m['layer_in']}" if m.get("eval_reconstruction_fvu") is None else f"{m['layer_in']} -> {m['layer_out']}"
         lines.append(
             f"| {m['method']} ({layers}) | {m['used_concepts']:,} / {m['n_concepts']:,} | {m['l_out_lookup_fvu']:.3f} "
-            f"| {_fvu(m, top)} | {_accuracy(m)} |"
+            f"| {_fvu(m, top)} | {_accuracy(m)} | {_ci(m.get('drop_vs_energy_control'))} |"
         )
+    lines += _judge(headline.get("judge")) + _study(headline.get("study"))
     return "\n".join(lines)
 
 
-def readme_block(text: str) -> str:
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    return text[start:end].strip("\n")
+def _interval(e: dict, digits: int = 3) -> str:
+    if e.get("mean") is None:
+        return "-"
+    if e.get("low") is None:
+        return f"{e['mean']:.{digits}f}"
+    return f"{e['mean']:.{digits}f} [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
 
 
-def write_readme(headline: dict, readme: Path = README) -> None:
+def render_seeds(seeds: dict) -> str:
+    """The README block of `clvq-judge seeds`: every figure as mean and 95% t-interval over seeds."""
+    lines = [
+        f"`clvq-judge seeds` ({seeds['date']}): the demo's model axis on `{seeds['model']}` / `{seeds['dataset']}` over "
+        f"seeds {', '.join(map(str, seeds['seeds']))}; mean over seeds [95% t-interval]; dev accuracy "
+        f"{_interval(seeds['dev_accuracy'])}.",
+        "",
+        "| method | concepts used | L_out lookup FVU | accuracy, concept removed | same-energy random | drop vs same-energy control |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, e in seeds["methods"].items():
+        lines.append(f"| {e.get('ablation_label', method)} | {_interval(e['used_concepts'], 0)} | {_interval(e['l_out_lookup_fvu'])} "
+                     f"| {_interval(e['accuracy_concept_removed'])} | {_interval(e['accuracy_random_energy'])} "
+                     f"| {_interval(e['drop_vs_energy_control'])} |")
+    return "\n".join(lines)
+
+
+SEEDS_BEGIN, SEEDS_END = "<!-- seed-figures:begin -->", "<!-- seed-figures:end -->"
+
+
+def readme_block(text: str, begin: str = BEGIN, end: str = END) -> str:
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    return text[start:stop].strip("\n")
+
+
+def write_readme(headline: dict, readme: Path = README, seeds: dict | None = None) -> None:
     text = readme.read_text(encoding="utf-8")
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    readme.write_text(text[:start] + "\n" + render(headline) + "\n" + text[end:], encoding="utf-8")
+    blocks = [(BEGIN, END, render(headline))]
+    if seeds is not None and SEEDS_BEGIN in text:
+        blocks.append((SEEDS_BEGIN, SEEDS_END, render_seeds(seeds)))
+    for begin, end, body in blocks:
+        start, stop = text.index(begin) + len(begin), text.index(end)
+        text = text[:start] + "\n" + body + "\n" + text[stop:]
+    readme.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--headline", type=Path, help="a demo run's headline.json to adopt (copied to docs/)")
+    parser.add_argument("--seeds", type=Path, help="a `clvq-judge seeds` seeds.json to adopt (copied to docs/)")
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the README disagrees")
     args = parser.parse_args(argv)
     if args.headline:
         shutil.copyfile(args.headline, COPY)
+    if args.seeds:
+        shutil.copyfile(args.seeds, SEEDS_COPY)
     headline = json.loads(COPY.read_text(encoding="utf-8"))
+    seeds = json.loads(SEEDS_COPY.read_text(encoding="utf-8")) if SEEDS_COPY.exists() else None
     if args.check:
-        same = readme_block(README.read_text(encoding="utf-8")) == render(headline)
+        text = README.read_text(encoding="utf-8")
+        same = readme_block(text) == render(headline) and (
+            seeds is None or SEEDS_BEGIN not in text or readme_block(text, SEEDS_BEGIN, SEEDS_END) == render_seeds(seeds))
         print("README figures match" if same else f"README figures differ from {COPY}: run benchmarks/readme_table.py")
         return 0 if same else 1
-    write_readme(headline)
+    write_readme(headline, seeds=seeds)
     return 0
 
 

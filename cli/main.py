@@ -46,8 +46,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 STAGES = [
-    Stage("demo", "Run the pipeline end to end on the embedded offline default.",
-          "clvq_judge.core.demo:DemoConfig", "clvq_judge.core.demo:run_demo"),
+    Stage("demo", "The whole product on the embedded offline default: model, ablation, judge, study, simulated annotators, report.",
+          "clvq_judge.pipeline.demo:DemoConfig", "clvq_judge.pipeline.demo:run_demo"),
+    Stage("seeds", "The demo's model axis over several seeds: every headline figure as mean and 95% interval.",
+          "clvq_judge.pipeline.seeds:SeedsConfig", "clvq_judge.pipeline.seeds:run_seeds"),
     Stage("finetune", "Load a dataset and model, train (or adopt) the classifier under study.",
           "clvq_judge.core.classifier:FinetuneConfig", "clvq_judge.core.classifier:finetune"),
     Stage("extract", "Cache per-word activations, predictions and Integrated-Gradients saliency.",

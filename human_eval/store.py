@@ -184,9 +184,9 @@ class Store:
         return Annotator(*row) if row else None
 
     def invites(self) -> list[tuple[str, str]]:
-        """(name, token) of every annotator, in id order."""
+        """(name, token) of every human annotator, in id order (simulated ones have nobody to invite)."""
         with self.read() as conn:
-            return list(conn.execute("SELECT name, token FROM annotators ORDER BY id"))
+            return list(conn.execute("SELECT name, token FROM annotators WHERE kind = 'human' ORDER BY id"))
 
     def progress(self, annotator: int) -> Progress:
         with self.read() as conn:

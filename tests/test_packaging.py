@@ -11,7 +11,7 @@ def test_every_package_folder_is_installed():
     listed = set(config["packages"])
     mapping = config["package-dir"]
     found = set()
-    for top in ("core", "judge", "human_eval", "prompts", "cli"):
+    for top in ("core", "judge", "human_eval", "prompts", "cli", "pipeline"):
         for init in (ROOT / top).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT).as_posix()
             found.add("clvq_judge." + rel.replace("/", "."))

@@ -33,3 +33,13 @@ def test_a_changed_figure_changes_the_block(tmp_path):
     assert readme_table.readme_block(text) == readme_table.render(changed)
     row = next(line for line in text.splitlines() if line.startswith(f"| {changed['methods'][0]['method']} "))
     assert f"{changed['methods'][0]['accuracy_concept_removed']:.3f} / " in row
+
+
+def test_readme_shows_exactly_the_seed_figures_when_they_exist():
+    text = (ROOT / "README.md").read_text()
+    path = ROOT / "docs" / "demo_seeds.json"
+    if not path.exists() or readme_table.SEEDS_BEGIN not in text:
+        assert readme_table.SEEDS_BEGIN not in text or path.exists(), "README has a seeds block but no docs/demo_seeds.json"
+        return
+    assert readme_table.readme_block(text, readme_table.SEEDS_BEGIN, readme_table.SEEDS_END) == \
+        readme_table.render_seeds(json.loads(path.read_text()))

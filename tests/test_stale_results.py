@@ -119,15 +119,13 @@ def test_finetune_with_another_setup_outdates_every_later_stage(minilm_run, tmp_
 
     import pandas as pd
 
-    from clvq_judge.core.activations import ActivationStore
-    from clvq_judge.core.demo import DemoConfig, headline
+    from clvq_judge.pipeline.demo import model_figures
 
     spec = importlib.util.spec_from_file_location("readme_table", Path(__file__).parents[1] / "benchmarks" / "readme_table.py")
     readme_table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(readme_table)
-    metrics = run.done_record("finetune")["metrics"]
     results = pd.read_csv(run.stage_dir("ablate") / "results.csv")
-    figures = headline(run, DemoConfig(methods=("kmeans",)), metrics, ActivationStore(run.stage_dir("extract")), results, {})
+    figures = {"run": "tiny", "date": "today", "dataset": "news", "model": "minilm", **model_figures(run, ("kmeans",))}
     kmeans = figures["methods"][0]
     assert kmeans["n_concepts"] == 6 and kmeans["accuracy_concept_removed"] == results.query(
         "protocol == 'model' and condition == 'concept'")["accuracy"].item()

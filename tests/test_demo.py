@@ -1,0 +1,90 @@
+"""`clvq-judge demo --quick`: every axis end to end (model, ablation, judge, study, simulated annotators, report)
+on the embedded default, through the CLI as a user runs it, and a second run in a row that does no work."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvq_judge.cli.main import main
+
+STAGES = ["finetune", "extract", "train", "concepts", "ablate", "describe", "rank", "study", "simulate"]
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory, embedded_judge_dir):
+    runs = tmp_path_factory.mktemp("demo_runs")
+    assert main(["demo", "--quick", "--runs-dir", str(runs)]) == 0
+    return runs, runs / "demo-quick"
+
+
+@pytest.mark.slow
+def test_quick_demo_judges_with_intervals_around_estimates(quick_demo):
+    _, run = quick_demo
+    methods = pd.read_csv(run / "judge" / "methods.csv")
+    assert sorted(methods["method"]) == ["clvq", "kmeans", "sae"]
+    for stat, prefix in [("win_rate", "win_rate"), ("soft_pref", "soft"), ("known_answer_accuracy", "known_answer"),
+                         ("first_place_rate", "first_place"), ("bt_score", "bt")]:
+        est, low, high = methods[stat], methods[f"{prefix}_low"], methods[f"{prefix}_high"]
+        assert ((0 <= low) & (low <= est + 1e-9) & (est <= high + 1e-9) & (high <= 1)).all(), stat
+    # The tiny embedded judge's verdicts tie (it names the first option in both orders), but its label
+    # probabilities still tell the methods apart: a constant column would mean the answers were not read.
+    assert methods["soft_pref"].nunique() > 1
+    assert (methods["position_inconsistency"].between(0, 1)).all()
+    pairs = pd.read_csv(run / "judge" / "pairs.csv")
+    assert len(pairs) == 3 and (pairs["wins"] + pairs["ties"] + pairs["losses"] + pairs["unparsed"] == pairs["n"]).all()
+    comparisons = pd.read_csv(run / "judge" / "comparisons.csv")
+    assert not comparisons["prompt"].str.contains("clvq|kmeans|sae", case=False).any()  # blinded
+
+
+@pytest.mark.slow
+def test_quick_demo_drop_is_against_its_energy_matched_control(quick_demo):
+    _, run = quick_demo
+    results = pd.read_csv(run / "ablation" / "results.csv")
+    summary = json.loads((run / "ablation" / "summary.json").read_text())
+    clvq = results.query("label == 'clvq' and protocol == 'model'").set_index("condition")["accuracy"]
+    drop = summary["methods"]["clvq"]["model"]["drop_vs_energy_control"]
+    assert drop["value"] == pytest.approx(clvq["random_energy"] - clvq["concept"])
+    assert drop["ci_low"] <= drop["value"] <= drop["ci_high"]
+    headline = json.loads((run / "headline.json").read_text())
+    row = next(m for m in headline["methods"] if m["method"] == "clvq")
+    assert row["drop_vs_energy_control"] == drop and row["accuracy_concept_removed"] == clvq["concept"]
+
+
+@pytest.mark.slow
+def test_quick_demo_study_is_answered_by_simulated_annotators_and_reported(quick_demo):
+    runs, run = quick_demo
+    study = run / "studies" / "demo.sqlite"
+    assert study.exists()
+    sim = pd.read_csv(run / "studies" / "demo" / "results" / "methods.csv")
+    assert (sim["sim_answers"] > 0).all() and sim["sim_accuracy"].between(0, 1).all()
+    assert (sim["sim_ci_low"] <= sim["sim_accuracy"]).all() and (sim["sim_accuracy"] <= sim["sim_ci_high"]).all()
+    assert (sim["answers"] == 0).all()  # no person has answered: nothing human is invented
+    page = (run / "report" / "index.html").read_text()
+    for name in ("judge_methods.csv", "study_demo_methods.csv", "ablation.csv", "concepts.csv"):
+        assert (run / "report" / name).exists()
+    assert "NOT INFORMATIVE" not in page or "informative" in page
+    assert "Study “demo”" in page and "93.5%" in page
+    shown = pd.read_csv(run / "report" / "judge_methods.csv")
+    assert np.allclose(shown["win_rate"], pd.read_csv(run / "judge" / "methods.csv")["win_rate"])
+
+
+@pytest.mark.slow
+def test_second_demo_in_a_row_does_no_work_and_keeps_stage_times(quick_demo, capsys):
+    runs, run = quick_demo
+    first = json.loads((run / "headline.json").read_text())
+    assert set(STAGES) <= set(first["seconds"]) and first["skipped"] == []
+    assert main(["demo", "--quick", "--runs-dir", str(runs)]) == 0
+    second = json.loads((run / "headline.json").read_text())
+    assert second["skipped"] == STAGES
+    assert second["this_invocation_seconds"] < 30
+    assert {k: second["seconds"][k] for k in STAGES} == {k: first["seconds"][k] for k in STAGES}
+    assert second["methods"] == first["methods"] and second["judge"] == first["judge"]
+    assert "already done, not redone" in capsys.readouterr().out
+
+
+def test_demo_refuses_a_compared_method_it_does_not_train(tmp_path, capsys):
+    assert main(["demo", "--runs-dir", str(tmp_path), "--methods", "kmeans", "--compare", "kmeans", "clvq"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--compare clvq not among --methods" in err[0]
