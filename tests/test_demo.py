@@ -88,3 +88,25 @@ def test_demo_refuses_a_compared_method_it_does_not_train(tmp_path, capsys):
     assert main(["demo", "--runs-dir", str(tmp_path), "--methods", "kmeans", "--compare", "kmeans", "clvq"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--compare clvq not among --methods" in err[0]
+
+
+@pytest.mark.slow
+def test_same_seed_gives_the_same_tables_and_seeds_summarise_replicates(quick_demo, tmp_path):
+    runs, run = quick_demo
+    # A fresh model axis with the same seed in another folder reproduces the ablation table exactly.
+    assert main(["demo", "--quick", "--axes", "model", "--runs-dir", str(tmp_path)]) == 0
+    again = pd.read_csv(tmp_path / "demo-quick" / "ablation" / "results.csv")
+    pd.testing.assert_frame_equal(again, pd.read_csv(run / "ablation" / "results.csv"))
+    # Seed 0's replicate is the demo run itself (reused, not redone); seed 1 is a new run.
+    assert main(["seeds", "--quick", "--seeds", "0", "1", "--runs-dir", str(runs)]) == 0
+    seeds = json.loads((run / "seeds.json").read_text())
+    assert seeds["runs"] == {"0": "demo-quick", "1": "demo-quick-seed1"} and seeds["seeds"] == [0, 1]
+    headline = json.loads((run / "headline.json").read_text())
+    clvq = seeds["methods"]["clvq"]["accuracy_concept_removed"]
+    first = next(m for m in headline["methods"] if m["method"] == "clvq")["accuracy_concept_removed"]
+    assert clvq["values"][0] == first and clvq["n"] == 2
+    assert clvq["mean"] == pytest.approx(np.mean(clvq["values"]))
+    if clvq["values"][0] != clvq["values"][1]:
+        assert clvq["low"] < clvq["mean"] < clvq["high"]
+    drop = seeds["methods"]["clvq"]["drop_vs_energy_control"]
+    assert drop["values"][0] == next(m for m in headline["methods"] if m["method"] == "clvq")["drop_vs_energy_control"]["value"]
