@@ -105,7 +105,7 @@ def code_sequences(model, batch: Batch) -> torch.Tensor:
 def decode(model, codes: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
     """The decoder's output [B, L, D_out] for code sequences [B, L] (what it sees at evaluation)."""
     q = model.quantizer.codebook[codes] * mask[..., None]
-    return model.decoder(q, mask, positions if model.use_positions else None)
+    return model.decode(q, codes, mask, positions)
 
 
 def decode_alone(model, codes: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
@@ -146,9 +146,10 @@ def initial_method(method: ConceptMethod, store: ActivationStore, device) -> Con
     """The method as `fit` starts it: same config and seed, initialised on the same training split."""
     fresh = type(method)(method.config, method.dims)
     fresh.module.to(device)
+    fresh.scaling = method.scaling  # the statistics `fit` computes on the same training words
     data = LayerData(store, "train", method.dims.layer_in, method.dims.layer_out)
     train, _ = data.split(method.config.val_fraction, method.config.seed)
-    fresh.initialize(train, device)
+    fresh.initialize(fresh.internal(train), device)
     fresh.module.eval()
     return fresh
 
@@ -156,7 +157,7 @@ def initial_method(method: ConceptMethod, store: ActivationStore, device) -> Con
 def encoder_report(method: ConceptMethod, x: np.ndarray) -> dict[str, Any]:
     model = method.module
     encoder = model.encoder
-    xt = torch.from_numpy(np.require(x, np.float32)).to(model.quantizer.codebook.device)
+    xt = method.to_internal(torch.from_numpy(np.require(x, np.float32)).to(model.quantizer.codebook.device))
     with torch.no_grad():
         z = encoder(xt)
     change = float(((z - xt).norm(dim=1) / xt.norm(dim=1).clamp_min(1e-12)).mean())
@@ -174,7 +175,8 @@ def encoder_report(method: ConceptMethod, x: np.ndarray) -> dict[str, Any]:
 
 
 def context_report(method: ConceptMethod, store: ActivationStore, n_sentences: int, seed: int, device) -> dict[str, Any]:
-    """FVU of the decoder's target on a seeded subset of evaluation sentences, with and without context."""
+    """FVU of the decoder's target on a seeded subset of evaluation sentences, with and without context.
+    The decoder runs in the method's own (possibly standardised) space; every FVU is taken in the model's."""
     model = method.module
     with _eval_mode(model):
         return _context(method, model, store, n_sentences, seed, device)
@@ -193,7 +195,8 @@ def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
 
 def _context(method, model, store: ActivationStore, n_sentences: int, seed: int, device) -> dict[str, Any]:
     k = model.quantizer.codebook.shape[0]
-    train = LayerData(store, "train", method.dims.layer_in, method.dims.layer_out)
+    back = method.output_to_model
+    train = method.internal(LayerData(store, "train", method.dims.layer_in, method.dims.layer_out))
     dim = method.dims.d_out
     out_sum = torch.zeros(k, dim, dtype=torch.float64)
     target_sum = torch.zeros(k, dim, dtype=torch.float64)
@@ -203,14 +206,14 @@ def _context(method, model, store: ActivationStore, n_sentences: int, seed: int,
             codes = code_sequences(model, batch)
             recon = decode(model, codes, batch.mask, batch.positions)
             c = codes[batch.mask].cpu()
-            out_sum.index_add_(0, c, recon[batch.mask].double().cpu())
-            target_sum.index_add_(0, c, batch.y[batch.mask].double().cpu())
+            out_sum.index_add_(0, c, back(recon[batch.mask]).double().cpu())
+            target_sum.index_add_(0, c, back(batch.y[batch.mask]).double().cpu())
             counts += torch.bincount(c, minlength=k).double()
     seen = counts > 0
     decoder_avg = torch.where(seen[:, None], out_sum / counts.clamp_min(1)[:, None], out_sum.sum(0) / counts.sum())
     code_mean = torch.where(seen[:, None], target_sum / counts.clamp_min(1)[:, None], target_sum.sum(0) / counts.sum())
 
-    data = LayerData(store, "eval", method.dims.layer_in, method.dims.layer_out)
+    data = method.internal(LayerData(store, "eval", method.dims.layer_in, method.dims.layer_out))
     rng = np.random.default_rng(seed)
     subset = np.sort(rng.choice(data.n_sentences, size=min(n_sentences, data.n_sentences), replace=False))
     part = data.with_sentences(subset)
@@ -222,13 +225,13 @@ def _context(method, model, store: ActivationStore, n_sentences: int, seed: int,
                 for codes, batch in sequences for i in range(len(codes))]
         partners = rng.permutation(len(flat))
         for codes, batch in sequences:
-            ys.append(batch.y[batch.mask].cpu())
-            as_is.append(decode(model, codes, batch.mask, batch.positions)[batch.mask].cpu())
-            alone.append(decode_alone(model, codes, batch.mask, batch.positions).cpu())
+            ys.append(back(batch.y[batch.mask]).cpu())
+            as_is.append(back(decode(model, codes, batch.mask, batch.positions)[batch.mask]).cpu())
+            alone.append(back(decode_alone(model, codes, batch.mask, batch.positions)).cpu())
             codes_all.append(codes[batch.mask].cpu())
         for i, (codes, positions) in enumerate(flat):
             j = partners[i] if partners[i] != i or len(flat) == 1 else partners[(i + 1) % len(flat)]
-            among.append(decode_among(model, codes, len(codes), flat[j][0], positions).cpu())
+            among.append(back(decode_among(model, codes, len(codes), flat[j][0], positions)).cpu())
     y, pred, codes = torch.cat(ys), torch.cat(as_is), torch.cat(codes_all)
     # `among` follows the same sentence order as the batches (flat was built from them).
     context_part = pred.double() - decoder_avg[codes]
@@ -265,7 +268,8 @@ def diagnose(config: DiagnoseConfig) -> str:
     if _has_codebook(method):
         fresh = initial_method(method, store, device)
         lookup["initialised"] = concept_lookup_fvu(store, fresh.assign(train_in), fresh.assign(eval_in), k, top)
-        book, start = method.vectors(), fresh.vectors()
+        # Compared in the method's own space: in the model's, a large mean would hide every move.
+        book, start = method.to_internal(method.vectors()), fresh.to_internal(fresh.vectors())
         moved = relative_move(book, start)
         # The initial codebook lives in the L_in space, the trained one in the trained encoder's output
         # space: where the trained encoder sends each initial code separates a code's own move from the

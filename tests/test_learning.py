@@ -54,13 +54,15 @@ def test_decoder_uses_context_that_no_lookup_has(trained):
     own = method.evaluate(data, "cpu")["val_fvu"]
     assert own < 0.7 and own < lookup - 0.3
     # The same decoder and codes, each word decoded alone: the edge is gone.
+    # The module works in the method's (standardised) space; FVUs are taken in the model's.
     ys, alone, as_is = [], [], []
+    back = method.output_to_model
     with torch.no_grad():
-        for batch in data.batches(64):
+        for batch in method.internal(data).batches(64):
             codes = code_sequences(method.module, batch)
-            alone.append(decode_alone(method.module, codes, batch.mask, batch.positions))
-            as_is.append(decode(method.module, codes, batch.mask, batch.positions)[batch.mask])
-            ys.append(batch.y[batch.mask])
+            alone.append(back(decode_alone(method.module, codes, batch.mask, batch.positions)))
+            as_is.append(back(decode(method.module, codes, batch.mask, batch.positions)[batch.mask]))
+            ys.append(back(batch.y[batch.mask]))
     y = torch.cat(ys)
     assert fvu(torch.cat(as_is), y) == pytest.approx(own, rel=1e-4)
     assert fvu(torch.cat(alone), y) > 0.9
@@ -70,11 +72,12 @@ def test_fit_starts_from_the_initialised_codebook_and_moves_it(trained):
     store, method, first = trained
     cfg = method.config
     train, _ = LayerData(store, "train", 1, 2).split(cfg.val_fraction, cfg.seed)
-    x = torch.from_numpy(train.sample_rows(1, cfg.init_max_vectors, cfg.seed))
+    x = torch.from_numpy(method.internal(train).sample_rows(1, cfg.init_max_vectors, cfg.seed))
     expected = init_codebook(x, K, cfg.codebook_init, cfg.init_iterations, cfg.seed)
     assert torch.allclose(first, expected, atol=1e-5)
-    # `diagnose` rebuilds the same starting point from the saved config alone.
-    assert np.allclose(initial_method(method, store, "cpu").vectors(), expected.numpy(), atol=1e-5)
+    # `diagnose` rebuilds the same starting point from the saved config alone (vectors() are model-space).
+    start = initial_method(method, store, "cpu").vectors()
+    assert np.allclose(start, method.input_to_model(expected).numpy(), atol=1e-5)
     book = method.module.quantizer.codebook
     moved = (book - first).norm(dim=1) / first.norm(dim=1)
     assert (moved > 0.05).float().mean() > 0.5
@@ -95,3 +98,23 @@ def test_loaded_method_assigns_and_evaluates_in_eval_mode(trained, tmp_path):
     # Training mode would have sampled codes and moved the EMA codebook; the caller's mode comes back.
     assert torch.equal(loaded.module.quantizer.codebook, book)
     assert loaded.module.training and loaded.module.decoder.training
+
+
+def test_plain_transformer_decoder_learns_context_too(tmp_path):
+    """The fixture's decoder has the per-code table (the default); the paper's plain transformer decoder
+    (`decoder_code_table=False`) must learn the same context, and lose it when words stand alone."""
+    store = ActivationStore(write_context_store(tmp_path / "activations", hidden=HIDDEN,
+                                                n_sentences={"train": 200, "eval": 60}))
+    config = CLVQConfig(n_concepts=K, decoder_layers=1, decoder_ff=64, decoder_heads=2, dropout=0.0, epochs=8,
+                        lr=1e-2, batch_sentences=32, decoder_code_table=False)
+    method = get_method("clvq")(config, MethodDims(HIDDEN, HIDDEN, 1, 2)).fit(LayerData(store, "train", 1, 2))
+    data = LayerData(store, "eval", 1, 2)
+    own = method.evaluate(data, "cpu")["val_fvu"]
+    assert own < 0.7
+    ys, alone = [], []
+    with torch.no_grad():
+        for batch in method.internal(data).batches(64):
+            codes = code_sequences(method.module, batch)
+            alone.append(method.output_to_model(decode_alone(method.module, codes, batch.mask, batch.positions)))
+            ys.append(method.output_to_model(batch.y[batch.mask]))
+    assert fvu(torch.cat(alone), torch.cat(ys)) > 0.9

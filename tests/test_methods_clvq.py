@@ -1,5 +1,6 @@
 """Tensor-level checks of the CLVQ-VAE encoder, decoder masking and bottleneck."""
 
+import pytest
 import torch
 
 from clvq_judge.core.methods.clvq import (
@@ -92,9 +93,14 @@ def test_decoder_cannot_see_unquantized_input():
 
 def test_straight_through_gradient_reaches_encoder():
     model = _model().train()
-    x, mask = torch.randn(2, 4, 8), torch.ones(2, 4, dtype=torch.bool)
+    x, mask, y = torch.randn(2, 4, 8), torch.ones(2, 4, dtype=torch.bool), torch.randn(2, 4, 6)
+    # The code table's transformer output map starts at zero: the first step moves only that map and the
+    # table, every later one reaches the encoder through the straight-through estimator.
+    masked_mse(model(x, mask).recon, y, mask).backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    model.zero_grad()
     out = model(x, mask)
-    masked_mse(out.recon, torch.randn(2, 4, 6), mask).backward()
+    masked_mse(out.recon, y, mask).backward()
     assert model.encoder.linear.weight.grad is not None
     assert model.encoder.linear.weight.grad.abs().sum() > 0
     assert model.encoder.gate.grad is not None
@@ -119,3 +125,58 @@ def test_padding_ignored_by_loss_and_codebook():
     assert torch.equal(c1, c2) and len(c1) == int(mask.sum())
     assert torch.allclose(b1, b2) and torch.allclose(s1, s2)
     assert torch.isclose(s1.sum(), torch.tensor(0.99 * 4 + 0.01 * 5))  # 5 real tokens counted, not 8
+
+
+def test_code_table_decoder_starts_as_the_lookup_of_its_codes(tmp_path):
+    from context_cache import write_context_store
+
+    from clvq_judge.core.activations import ActivationStore
+    from clvq_judge.core.diagnose import code_sequences
+    from clvq_judge.core.methods import LayerData, MethodDims, get_method
+
+    store = ActivationStore(write_context_store(tmp_path / "activations", hidden=8, n_sentences={"train": 30, "eval": 5}))
+    data = LayerData(store, "train", 1, 2)
+    cfg = CLVQConfig(n_concepts=6, decoder_layers=1, decoder_ff=16, decoder_heads=2, decoder_code_table=True)
+    method = get_method("clvq")(cfg, MethodDims(8, 8, 1, 2))
+    method.initialize(data, torch.device("cpu"))  # the init sample is every training word here
+    model = method.module.eval()
+    codes, recon, y = [], [], []
+    with torch.no_grad():
+        for batch in data.batches(8):
+            out = model(batch.x, batch.mask, batch.positions)
+            assert torch.equal(out.codes, code_sequences(model, batch)[batch.mask])
+            codes.append(out.codes)
+            recon.append(out.recon[batch.mask])
+            y.append(batch.y[batch.mask])
+    codes, recon, y = torch.cat(codes), torch.cat(recon), torch.cat(y)
+    assert len(codes.unique()) > 1
+    for c in codes.unique():
+        rows = codes == c
+        assert torch.allclose(recon[rows], y[rows].mean(0).expand_as(recon[rows]), atol=1e-4)
+
+
+def test_code_table_decoder_needs_the_code_ids():
+    dec = QuantizedDecoder(8, 6, layers=1, heads=2, ff=16, dropout=0.0, causal=False, n_codes=4).eval()
+    q, mask = torch.randn(1, 3, 8), torch.ones(1, 3, dtype=torch.bool)
+    codes = torch.tensor([[0, 3, 3]])
+    with torch.no_grad():
+        dec.code_table.weight.copy_(torch.arange(24.0).reshape(4, 6))
+        out = dec(q, mask, None, codes)
+    assert torch.allclose(out[0, 1], torch.arange(18.0, 24.0))  # zero-initialised transformer output
+    with pytest.raises(ValueError, match="code ids"):
+        dec(q, mask)
+
+
+def test_method_saved_before_the_code_table_loads_as_a_plain_decoder(tmp_path):
+    import json
+
+    from clvq_judge.core.methods import ConceptMethod, MethodDims, get_method
+
+    cfg = CLVQConfig(n_concepts=4, decoder_layers=1, decoder_ff=16, decoder_heads=2, decoder_code_table=False)
+    get_method("clvq")(cfg, MethodDims(8, 6, 1, 2)).save(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    del meta["config"]["decoder_code_table"]  # what an older clvq-judge wrote
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    loaded = ConceptMethod.load(tmp_path)
+    assert loaded.config.decoder_code_table is False and loaded.module.decoder.code_table is None
+    assert CLVQConfig().decoder_code_table is True

@@ -8,7 +8,15 @@ A method is fitted on training activations and then maps any token's `L_in` vect
     method.save(folder); same = ConceptMethod.load(folder)
 
 Saved form of a method folder: `config.json` (method name, its config, dims) and `model.safetensors`
-(its tensors). No pickle.
+(its tensors, plus `standardize.*` statistics when it standardised). No pickle.
+
+Standardisation (`--standardize`, every built-in method): `fit` first calls `self.fit_scaling(data)`, which
+computes per-dimension means and stds of the training rows (streamed) and keeps them in `self.scaling`,
+then fits on `self.internal(data)`. The method's internals live in that standardised space; its public
+interface stays in the model's: `assign_vectors(x)` takes model-space rows (`self.to_internal(x)` first),
+`vectors()` returns model-space vectors (`self.scaling.inp.invert(c)` for points,
+`covector_to_model` for read-out rows), and reported reconstruction metrics are model-space figures.
+A method saved without statistics loads with `scaling = None`, the identity.
 
 Adding a method = one module defining a subclass with a `name` and a `config_class` (its options, a
 dataclass next to it), plus one `register(cls)` call: the built-in methods are listed in
@@ -35,6 +43,7 @@ from ..atomic import read_json, write_json, write_with
 from ..config import from_dict, option, to_dict, validate
 from ..errors import UserError
 from .batching import LayerData
+from .standardize import Affine, Scaling
 
 REGISTRY: dict[str, type[ConceptMethod]] = {}
 
@@ -58,16 +67,32 @@ class MethodDims:
 
 class MethodConfig:
     """Base of every method's options: values are range-checked on construction; `paper_preset` holds the
-    values `--preset paper` puts in place of the defaults (which are the quick preset)."""
+    values `--preset paper` puts in place of the defaults (which are the quick preset); `legacy_defaults`
+    the value an option had in effect before it existed, for a method folder saved by an older clvq-judge
+    (its config.json lacks the option; each class's entries add to its bases')."""
 
     paper_preset: ClassVar[dict[str, Any]] = {}
+    legacy_defaults: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         validate(self)
 
 
 @dataclass
-class OptimConfig(MethodConfig):
+class StandardizeOption(MethodConfig):
+    """The preprocessing option every built-in method shares (a plug-in method opts in by inheriting it and
+    calling `fit_scaling` / `internal` / `to_internal` as the built-in ones do)."""
+
+    legacy_defaults: ClassVar[dict[str, Any]] = {"standardize": False}
+
+    standardize: bool = True
+    """Fit on per-dimension standardised activations ((x - mean) / std over the training words, stored with
+    the method); concept vectors and metrics stay in the model's space. Stops a few massive dimensions
+    (decoder LLMs such as Gemma) from dominating distances and losses."""
+
+
+@dataclass
+class OptimConfig(StandardizeOption):
     """Optimiser and schedule shared by the gradient-trained methods (spec section 2).
 
     Quick defaults: on a few thousand sentences, 128-sentence batches give ~15 steps an epoch, and the
@@ -120,6 +145,8 @@ class ConceptMethod(ABC):
     def __init__(self, config: Any, dims: MethodDims):
         self.config = config
         self.dims = dims
+        self.scaling: Scaling | None = None
+        """Standardisation statistics (None = the method works in the model's space)."""
 
     # --- the interface -------------------------------------------------------------------------------
     @classmethod
@@ -168,10 +195,42 @@ class ConceptMethod(ABC):
         parts = [self.assign_vectors(x) for x in data.iter_chunks(data.layer_in, chunk_rows)]
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
+    # --- standardisation -----------------------------------------------------------------------------
+    def fit_scaling(self, data: LayerData, chunk_rows: int = 8192) -> Scaling | None:
+        """Statistics of the training rows when the config asks for standardisation (else None), kept in
+        `self.scaling`. Deterministic, so a resumed fit recomputes the same ones."""
+        if not getattr(self.config, "standardize", False):
+            self.scaling = None
+            return None
+        inp = Affine.fit(data.iter_chunks(data.layer_in, chunk_rows))
+        out = inp if data.layer_out == data.layer_in else Affine.fit(data.iter_chunks(data.layer_out, chunk_rows))
+        self.scaling = Scaling(inp, out)
+        return self.scaling
+
+    def internal(self, data: LayerData) -> LayerData:
+        """`data` as the method's internals see it: standardised input (and target) layer, or as is."""
+        if self.scaling is None:
+            return data
+        return data.standardized({data.layer_in: self.scaling.inp, data.layer_out: self.scaling.out})
+
+    def to_internal(self, x):
+        """Model-space L_in rows (numpy or tensor) -> the method's input space."""
+        return x if self.scaling is None else self.scaling.inp.apply(x)
+
+    def input_to_model(self, c):
+        """Points of the method's input space (centroids, code vectors) -> L_in model space."""
+        return c if self.scaling is None else self.scaling.inp.invert(c)
+
+    def output_to_model(self, y):
+        """Points of the method's target space (reconstructions) -> the target layer's model space."""
+        return y if self.scaling is None else self.scaling.out.invert(y)
+
     # --- persistence ---------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_tensors().items()}
+        if self.scaling is not None:
+            tensors.update({k: v.contiguous() for k, v in self.scaling.tensors().items()})
         write_with(folder / "model.safetensors", lambda p: save_file(tensors, str(p)), suffix=".safetensors")
         write_json(
             folder / "config.json",
@@ -187,9 +246,21 @@ class ConceptMethod(ABC):
         cls = REGISTRY.get(meta["method"])
         if cls is None:
             raise UserError(f"{folder} holds unknown method {meta['method']!r}")
-        method = cls(from_dict(cls.config_class, meta["config"]), MethodDims(**meta["dims"]))
-        method.load_state_tensors(read_tensors(folder / "model.safetensors", device))
+        values = {**legacy_defaults(cls.config_class), **meta["config"]}
+        method = cls(from_dict(cls.config_class, values), MethodDims(**meta["dims"]))
+        tensors = read_tensors(folder / "model.safetensors", device)
+        method.scaling = Scaling.pop_from(tensors)
+        method.load_state_tensors(tensors)
         return method
+
+
+def legacy_defaults(config_class: type) -> dict[str, Any]:
+    """The `legacy_defaults` of a config class and its bases (a subclass's entry wins)."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    merged: dict[str, Any] = {}
+    for klass in reversed(config_class.__mro__):
+        merged.update(klass.__dict__.get("legacy_defaults", {}))
+    return {k: v for k, v in merged.items() if k in names}
 
 
 def read_tensors(path: str | Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:

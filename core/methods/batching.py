@@ -8,7 +8,7 @@ randomness.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..activations import ActivationStore, SentenceSpans
+from .standardize import Affine
 
 # Sentences are sorted by length within pools of this many batches: large enough to cut padding,
 # small enough that batch composition still changes from epoch to epoch.
@@ -74,7 +75,8 @@ class LayerData:
     """A set of sentences of one selection, read at an input and a target layer.
 
     `sentences` indexes the selection's sentence spans (None = all), so train/validation splits are
-    views, not copies.
+    views, not copies. `standardized(maps)` gives a view whose reads of a layer come out standardised
+    (what a method fits on); every read goes through `gather` or `iter_chunks`, so both apply it.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class LayerData:
         self.layer_in = layer_in
         self.layer_out = layer_in if layer_out is None else layer_out
         self._subset = sentences
+        self._maps: dict[int, Affine] = {}
 
     # --- geometry ------------------------------------------------------------------------------------
     @cached_property
@@ -134,9 +137,18 @@ class LayerData:
     def with_sentences(self, sentences: np.ndarray) -> LayerData:
         base = np.arange(len(self._all_spans)) if self._subset is None else self._subset
         out = LayerData(self.store, self.selection, self.layer_in, self.layer_out, base[sentences])
+        out._maps = self._maps
         out.__dict__["_all_spans"] = self._all_spans
         if "_positions" in self.__dict__:  # a split shares the parent's position column instead of re-reading it
             out.__dict__["_positions"] = self._positions
+        return out
+
+    def standardized(self, maps: Mapping[int, Affine]) -> LayerData:
+        """The same sentences, each listed layer read as (x - mean) / std (other layers as stored); the maps
+        replace any this view had, so standardising a standardised view does not apply them twice."""
+        out = LayerData(self.store, self.selection, self.layer_in, self.layer_out, self._subset)
+        out.__dict__.update({k: v for k, v in self.__dict__.items() if k in ("_all_spans", "_positions", "spans")})
+        out._maps = dict(maps)
         return out
 
     def split(self, fraction: float, seed: int) -> tuple[LayerData, LayerData]:
@@ -149,7 +161,11 @@ class LayerData:
     # --- reading -------------------------------------------------------------------------------------
     def gather(self, layer: int, rows: np.ndarray) -> np.ndarray:
         """float32 copy of the given global rows (any order) of one layer."""
-        return self.store.rows(layer, self.selection, rows)
+        return self._mapped(layer, self.store.rows(layer, self.selection, rows))
+
+    def _mapped(self, layer: int, x: np.ndarray) -> np.ndarray:
+        affine = self._maps.get(layer)
+        return x if affine is None else np.require(affine.apply(x), np.float32)
 
     def token_rows(self) -> np.ndarray:
         """Global row index of every token of this set, in row order."""
@@ -165,7 +181,8 @@ class LayerData:
     def iter_chunks(self, layer: int, chunk_rows: int = 32768) -> Iterator[np.ndarray]:
         """Consecutive float32 blocks of this set's tokens, in row order."""
         if self._subset is None:
-            yield from self.store.iter_chunks(layer, self.selection, chunk_rows)
+            for chunk in self.store.iter_chunks(layer, self.selection, chunk_rows):
+                yield self._mapped(layer, chunk)
             return
         rows = self.token_rows()
         for i in range(0, len(rows), chunk_rows):

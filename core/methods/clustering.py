@@ -5,6 +5,9 @@ exactly its cluster. Ward clustering costs O(n^2) memory and time, so it is fitt
 subsample of at most `agglomerative_max_points` training vectors; the remaining training tokens and all
 evaluation tokens are then assigned to the nearest centroid. k-means likewise fits on at most
 `kmeans_max_points` vectors (memory stays bounded on large caches).
+
+With `--standardize` the clustering runs on standardised vectors; `vectors()` maps each centroid back to the
+model's space, where it is exactly the mean of its members, and the recorded FVU is the model-space one.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 
 from ..atomic import write_text
 from ..config import option
-from .base import ConceptMethod, MethodConfig
+from .base import ConceptMethod, StandardizeOption
 from .batching import LayerData
 from .quantizer import perplexity, squared_distances
 
@@ -27,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class ClusterConfig(MethodConfig):
+class ClusterConfig(StandardizeOption):
     """Hyper-parameters of the clustering baselines."""
 
     n_concepts: int = option(400, ge=2)
@@ -61,7 +64,8 @@ class _CentroidMethod(ConceptMethod):
 
     def fit(self, data: LayerData, workdir=None, device="cpu", on_epoch_end=None, progress=False):
         cfg = self.config
-        x = data.sample_rows(data.layer_in, self._max_points(), cfg.seed)
+        self.fit_scaling(data)
+        x = self.internal(data).sample_rows(data.layer_in, self._max_points(), cfg.seed)
         k = min(cfg.n_concepts, len(x))
         if k < cfg.n_concepts:
             log.warning("%s: only %d training vectors, using %d clusters instead of %d", self.name, len(x), k, cfg.n_concepts)
@@ -70,9 +74,11 @@ class _CentroidMethod(ConceptMethod):
         np.add.at(sums, labels, x)
         counts = np.bincount(labels, minlength=k)
         self.centroids = torch.from_numpy((sums / np.maximum(counts, 1)[:, None]).astype(np.float32))
-        codes = torch.from_numpy(self.assign_vectors(x))
-        err = float(squared_distances(torch.from_numpy(x), self.centroids).gather(1, codes[:, None]).mean())
-        var = float(((x - x.mean(0)) ** 2).sum(1).mean())
+        codes = self._nearest(torch.from_numpy(x))
+        # Model-space error and variance, so the figure is comparable with and without standardisation.
+        x_model, centroids_model = self.input_to_model(x), self.input_to_model(self.centroids)
+        err = float(((torch.from_numpy(x_model) - centroids_model[codes]) ** 2).sum(1).mean())
+        var = float(((x_model - x_model.mean(0)) ** 2).sum(1).mean())
         row = {
             "epoch": 1,
             "fit_vectors": len(x),
@@ -90,12 +96,15 @@ class _CentroidMethod(ConceptMethod):
         return self
 
     @torch.no_grad()
+    def _nearest(self, z: torch.Tensor) -> torch.Tensor:
+        return squared_distances(z, self.centroids).argmin(1)
+
     def assign_vectors(self, x: np.ndarray) -> np.ndarray:
-        xt = torch.from_numpy(np.require(x, np.float32, ["W"]))
-        return squared_distances(xt, self.centroids).argmin(1).numpy().astype(np.int64)
+        z = self.to_internal(np.require(x, np.float32))
+        return self._nearest(torch.from_numpy(np.require(z, np.float32, ["W"]))).numpy().astype(np.int64)
 
     def vectors(self) -> np.ndarray:
-        return self.centroids.numpy().astype(np.float32)
+        return np.asarray(self.input_to_model(self.centroids.numpy()), dtype=np.float32)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {"centroids": self.centroids}

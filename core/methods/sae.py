@@ -7,6 +7,10 @@ shrinking h and growing W_dec. A token's concept is its most active latent (argm
 the argmax of h whenever any latent fires). `vectors()` returns the **encoder rows** W_enc[j] (in the
 L_in space, what reads a concept out of L_in); `decoder_directions()` gives the decoder columns (L_out
 space). `top_latents` / `encoder_rows` serve ablation: the span of the top-k encoder rows firing on a token.
+
+With `--standardize` the SAE reads and reconstructs standardised vectors; in the model's space an encoder
+row w becomes w / sigma_in (it reads the same latent up to a constant) and a decoder column d becomes
+sigma_out * d, and the reported FVU is the model-space one.
 """
 
 from __future__ import annotations
@@ -132,10 +136,10 @@ class SAEMethod(NeuralMethod):
         acc = FVUAccumulator()
         fired = torch.zeros(self.latents, dtype=torch.bool, device=device)
         loss_sum, l0_sum, n = 0.0, 0.0, 0
-        for batch in data.batches(self.config.batch_sentences, None, device):
+        for batch in self.internal(data).batches(self.config.batch_sentences, None, device):
             x, y = batch.x[batch.mask], batch.y[batch.mask]
             loss, _, h, recon = self._loss(x, y)
-            acc.add(recon, y)
+            acc.add(self.output_to_model(recon), self.output_to_model(y))
             active = h > 0
             fired |= active.any(0)
             loss_sum += loss.item() * len(x)
@@ -152,7 +156,8 @@ class SAEMethod(NeuralMethod):
     @in_eval_mode
     def _pre(self, x: np.ndarray) -> torch.Tensor:
         device = self.model.encoder.weight.device
-        return self.model.preactivation(torch.from_numpy(np.require(x, np.float32, ["W"])).to(device))
+        z = self.to_internal(torch.from_numpy(np.require(x, np.float32, ["W"])).to(device))
+        return self.model.preactivation(z)
 
     @torch.no_grad()
     def assign_vectors(self, x: np.ndarray) -> np.ndarray:
@@ -171,8 +176,14 @@ class SAEMethod(NeuralMethod):
         return self.vectors()[np.asarray(latents)]
 
     def vectors(self) -> np.ndarray:
-        return self.model.encoder.weight.detach().cpu().numpy().astype(np.float32)
+        """Encoder rows [latents, D_in] as model-space read-out rows."""
+        w = self.model.encoder.weight.detach().cpu()
+        w = w if self.scaling is None else self.scaling.inp.covector_to_model(w)
+        return w.numpy().astype(np.float32)
 
     def decoder_directions(self) -> np.ndarray:
-        """Unit decoder columns as rows [latents, D_out] (L_out space)."""
-        return self.model.decoder.weight.detach().T.cpu().numpy().astype(np.float32)
+        """Decoder columns as rows [latents, D_out] in the L_out model space (unit length in the space the SAE
+        was fitted in)."""
+        d = self.model.decoder.weight.detach().T.cpu()
+        d = d if self.scaling is None else self.scaling.out.direction_to_model(d)
+        return d.numpy().astype(np.float32)

@@ -107,7 +107,9 @@ class NeuralMethod(ConceptMethod):
 
     @abstractmethod
     def evaluate(self, data: LayerData, device: torch.device) -> dict[str, float]:
-        """Validation metrics; must include `val_loss`, the quantity early stopping watches."""
+        """Validation metrics of model-space `data` (the method standardises it itself, `self.internal`); must
+        include `val_loss`, the quantity early stopping watches (in the space the method trains in), and
+        report reconstruction figures (val_mse, val_fvu) in the model's space."""
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return dict(self.module.state_dict())
@@ -121,6 +123,7 @@ class NeuralMethod(ConceptMethod):
             self.module.to(next(iter(tensors.values())).device)
 
     def fit(self, data, workdir=None, device="cpu", on_epoch_end=None, progress=False):
+        self.fit_scaling(data)
         fit_neural(self, data, Path(workdir) if workdir else None, torch.device(device), on_epoch_end, progress)
         return self
 
@@ -215,6 +218,9 @@ def fit_neural(
     train, val = data.split(cfg.val_fraction, cfg.seed)
     if val.n_sentences == 0:
         val = train
+    # Batches and initialisation see the method's own (standardised) space; `evaluate` takes model-space
+    # data like every outside caller and standardises it itself.
+    train = method.internal(train)
     rank, world = distributed.rank(), distributed.world_size()
     writes = workdir is not None and rank == 0
     torch.manual_seed(cfg.seed)
