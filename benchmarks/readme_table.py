@@ -92,6 +92,10 @@ def render(headline: dict) -> str:
             f"| {_fvu(m, top)} | {_accuracy(m)} | {_ci(m.get('drop_vs_energy_control'))} |"
         )
     lines += _judge(headline.get("judge")) + _study(headline.get("study"))
+    seconds = headline.get("seconds") or {}
+    if seconds.get("total"):
+        stages = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total" and v >= 1)
+        lines += ["", f"Time per stage: {stages}; total {seconds['total']:.0f} s (the rest under a second each)."]
     return "\n".join(lines)
 
 
