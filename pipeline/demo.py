@@ -118,7 +118,7 @@ def _check(config: DemoConfig) -> None:
     if missing and "model" in config.axes:
         raise UserError(f"--compare {' '.join(missing)} not among --methods: add them to --methods or drop them from --compare")
     bad = [a for a in config.axes if a not in AXES]
-    if bad or "model" not in config.axes and not config.axes:
+    if bad or not config.axes:
         raise UserError(f"unknown --axes {' '.join(bad)}: choose from {', '.join(AXES)}")
     if len(config.compare) < 2 and "judge" in config.axes:
         raise UserError("--compare needs at least two methods for the judge to rank")
