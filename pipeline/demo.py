@@ -39,7 +39,7 @@ from clvq_judge.core.report import ReportConfig, build_report
 from clvq_judge.core.runs import STAGE_DIRS, Run, RunOptions
 from clvq_judge.core.train import train, train_config_class
 from clvq_judge.human_eval.builder import CreateConfig, create_study, invite_links, study_path
-from clvq_judge.human_eval.results import ResultsConfig, compute, study_results
+from clvq_judge.human_eval.results import ResultsConfig, run_results_dir, study_results
 from clvq_judge.human_eval.simulate import KIND, SimulateConfig, simulate_study
 from clvq_judge.human_eval.store import Store
 from clvq_judge.judge.backends import JudgeOptions
@@ -387,10 +387,11 @@ def judge_figures(run: Run) -> dict | None:
 
 
 def study_figures(run: Run) -> dict | None:
-    """The demo study's summary and per-method accuracy (human and simulated columns) as `study results` computes them."""
-    path = run.root / "studies" / f"{STUDY}.sqlite"
-    if not path.exists():
+    """The demo study's summary and per-method accuracy (human and simulated columns), read from what
+    `study results` wrote (the demo runs it just before)."""
+    folder = run_results_dir(run.root / "studies" / f"{STUDY}.sqlite")
+    if folder is None or not (folder / "summary.json").exists():
         return None
-    results = compute(Store.open(path))
-    methods = results.methods.astype(object).where(results.methods.notna(), None)
-    return {"summary": results.summary, "methods": methods.to_dict(orient="records")}
+    methods = pd.read_csv(folder / "methods.csv")
+    methods = methods.astype(object).where(methods.notna(), None)
+    return {"summary": read_json(folder / "summary.json"), "methods": methods.to_dict(orient="records")}
