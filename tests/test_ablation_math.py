@@ -62,6 +62,25 @@ def test_remove_span_projects_off_the_subspace_only():
     assert torch.allclose(remove_span(h[:1], q[0]), out[:1], atol=1e-5)
 
 
+def test_standardized_removal_projects_off_the_span_in_z_and_maps_back():
+    from clvq_judge.core.ablation.projection import remove_span_standardized
+
+    g = torch.Generator().manual_seed(4)
+    h = torch.randn(3, 5, 12, generator=g)  # 3 sentences, 5 tokens
+    h[..., 7] = 300 * h[..., 7] + 50  # one massive dimension, as in Gemma's residual stream
+    mean, std = h.reshape(-1, 12).mean(0), h.reshape(-1, 12).std(0)
+    q = orthonormal_basis(torch.randn(3, 2, 12, generator=g))
+    out = remove_span_standardized(h, q, mean, std)
+    z_out = (out - mean) / std
+    # In z, nothing of the span is left and the rest of z is untouched; identity statistics give remove_span.
+    assert torch.allclose(torch.bmm(z_out, q), torch.zeros(3, 5, 2), atol=1e-3)
+    assert torch.allclose(z_out, remove_span((h - mean) / std, q), atol=1e-4)
+    assert torch.allclose(remove_span_standardized(h, q, torch.zeros(12), torch.ones(12)), remove_span(h, q), atol=1e-5)
+    # A zero basis (no concept) leaves the states as they were, and a second removal changes nothing.
+    assert torch.allclose(remove_span_standardized(h, torch.zeros(3, 12, 2), mean, std), h, rtol=1e-5, atol=1e-3)
+    assert torch.allclose(remove_span_standardized(out, q, mean, std), out, rtol=1e-5, atol=1e-3)
+
+
 def test_half_precision_hidden_states_keep_their_dtype():
     h = torch.randn(2, 3, 8).to(torch.bfloat16)
     q = orthonormal_basis(torch.randn(2, 1, 8))

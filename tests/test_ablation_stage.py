@@ -196,6 +196,32 @@ def test_ablate_is_reproducible_and_checks_options(run_dir):
         ablate(config_for(run, folds=1, force=True))
 
 
+def test_standardized_space_removes_in_z_with_matched_controls(run_dir):
+    from clvq_judge.core.ablation.stage import EXCLUDE
+    from clvq_judge.core.config import config_hash
+
+    run, _ = run_dir
+    plain = ablate(config_for(run))
+    # A run finished before --space existed has the same hash as one with the default model space.
+    assert run.done_record("ablate")["config_hash"] == config_hash(config_for(run), EXCLUDE + ("space",))
+    with pytest.raises(UserError, match="--force"):
+        ablate(config_for(run, space="standardized"))
+    z = ablate(config_for(run, space="standardized", force=True))
+    summary = json.loads((run.stage_dir("ablate") / "summary.json").read_text())
+    assert summary["space"] == "standardized"
+    assert summary["methods"]["kmeans"]["space"] == "standardized" and summary["methods"]["kmeans"]["directions_centered"]
+    assert not summary["methods"]["sae k=1"]["directions_centered"]
+    # Same probes and model, so the same unperturbed accuracy; other directions, so other removed energy.
+    original = (z.condition == "original")
+    pd.testing.assert_series_equal(z[original].accuracy, plain[original].accuracy)
+    assert not np.allclose(z[~original].energy_share.to_numpy(), plain[~original].energy_share.to_numpy())
+    removals = z[~original].set_index(["label", "protocol", "condition"]).energy_share
+    for protocol in ("paper", "model"):
+        assert removals["kmeans", protocol, "random_energy"] == pytest.approx(removals["kmeans", protocol, "concept"], rel=1e-3)
+        assert summary["methods"]["kmeans"][protocol]["energy_match"]["share_within_1pct"] > 0.9
+    assert z.accuracy.between(0, 1).all()
+
+
 def test_cli_builds_the_config_and_reports_user_errors(tmp_path, monkeypatch, capsys):
     from clvq_judge.cli.main import main
     from clvq_judge.core.ablation import stage

@@ -6,7 +6,7 @@ from clvq_judge.core.data import DataOptions, load_dataset
 from clvq_judge.core.errors import UserError
 
 
-@pytest.mark.parametrize("name,n_labels", [("news", 5), ("sentiment", 2)])
+@pytest.mark.parametrize("name,n_labels", [("news", 5), ("news-sentences", 5), ("sentiment", 2)])
 def test_embedded_datasets_split_is_fixed_and_capped(name, n_labels):
     a = load_dataset(DataOptions(dataset=name, max_train=300, max_dev=60, seed=3))
     b = load_dataset(DataOptions(dataset=name, max_train=300, max_dev=60, seed=3))
@@ -17,6 +17,25 @@ def test_embedded_datasets_split_is_fixed_and_capped(name, n_labels):
     assert len(a.label_names) == n_labels and set(a.sentences["label"]) <= set(range(n_labels))
     assert not set(a.split("train")["text"]) & set(a.split("dev")["text"])
     assert a.sentences["text"].str.split().str.len().max() <= 48
+
+
+def test_news_sentences_is_the_paper_scale_view_split_by_article():
+    from clvq_judge.core.data import load_news, load_news_sentences
+
+    frame, labels = load_news_sentences(48)
+    articles, _ = load_news(48)
+    assert labels == sorted(labels) and len(labels) == 5
+    # Every article contributes several sentences: about 40k in all, as the paper-scale run needs.
+    assert frame["group"].nunique() == len(articles) and 35_000 < len(frame) < 50_000
+    assert frame["text"].str.split().str.len().min() >= 4
+    data = load_dataset(DataOptions(dataset="news-sentences", max_train=0, max_dev=0, seed=1))
+    assert len(data.sentences) == len(frame)
+    # No article has sentences on both sides of the split (they share names and phrasing).
+    keyed = frame.assign(key=frame["text"] + "|" + frame["label"].astype(str)).drop_duplicates("key", keep=False)
+    side = data.sentences.assign(key=data.sentences["text"] + "|" + data.sentences["label"].astype(str))
+    joined = keyed.merge(side[["key", "split"]], on="key")
+    assert (joined.groupby("group")["split"].nunique() == 1).all()
+    assert 0.1 < (data.sentences["split"] == "dev").mean() < 0.2
 
 
 def _frame(n=40):

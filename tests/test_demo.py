@@ -90,6 +90,15 @@ def test_demo_refuses_a_compared_method_it_does_not_train(tmp_path, capsys):
     assert len(err) == 1 and "--compare clvq not among --methods" in err[0]
 
 
+def test_seed_replicates_keep_the_extraction_options():
+    from clvq_judge.pipeline.seeds import SeedsConfig
+
+    config = SeedsConfig(run="g", model="gemma-270m", dataset="sentiment", ig_steps=4, seeds=(0, 5))
+    first, other = config.demo(0), config.demo(5)
+    assert (first.run, other.run) == ("g", "g-seed5") and other.seed == 5
+    assert first.ig_steps == other.ig_steps == 4 and other.model == "gemma-270m" and other.axes == ("model",)
+
+
 @pytest.mark.slow
 def test_same_seed_gives_the_same_tables_and_seeds_summarise_replicates(quick_demo, tmp_path):
     runs, run = quick_demo

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..hooks import edit_hidden, find_blocks
-from .projection import remove_span
+from .projection import remove_span, remove_span_standardized
 
 
 @dataclass
@@ -73,12 +73,14 @@ def predict_with_removal(
     basis: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
     replay: BlockReplay | None = None,
+    scaling: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> np.ndarray:
     """Predicted class per sentence [S] with, at hidden-state index `layer`, every token's state replaced
     by `h - Q_i Q_i^T h` for sentence i's basis `basis[i]` ([S, D, r]); `basis=None` is the plain model.
 
     `replay`: with `basis=None` and an empty `BlockReplay`, record the outputs at `replay.layer`; with a
     basis and a filled one (same batches, same layer), reuse them to skip the blocks below `layer`.
+    `scaling` (mean, std): remove the basis in standardised coordinates instead (`remove_span_standardized`).
     Padding tokens are edited too; they are masked out of attention, so it does not matter.
     """
     model.eval()
@@ -88,7 +90,11 @@ def predict_with_removal(
     replaying = replay is not None and replay.layer > 0 and basis is not None
     with ExitStack() as stack:
         if basis is not None:
-            stack.enter_context(edit_hidden(model, layer, lambda hidden: remove_span(hidden, current["q"])))
+            if scaling is None:
+                edit = lambda hidden: remove_span(hidden, current["q"])  # noqa: E731
+            else:
+                edit = lambda hidden: remove_span_standardized(hidden, current["q"], *scaling)  # noqa: E731
+            stack.enter_context(edit_hidden(model, layer, edit))
         if replaying:
             if replay.layer != layer or len(replay.outputs) != len(batches):
                 raise ValueError("the replay was recorded at another layer or for other batches")

@@ -36,3 +36,12 @@ def remove_direction(h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     u = u.to(device=h.device, dtype=torch.float32)
     u = u / u.norm(dim=-1, keepdim=True).clamp_min(_EPS)
     return remove_span(h, u.unsqueeze(-1))
+
+
+def remove_span_standardized(h: torch.Tensor, q: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """`remove_span` in per-dimension standardised coordinates z = (h - mean) / std, mapped back:
+    `mean + std * (z - Q Q^T z)`. In the model's space this is an oblique projection, which removes what a
+    concept reads in the space the method was fitted in instead of what it reads in raw coordinates."""
+    hf = h.float()
+    mean, std = mean.to(device=h.device, dtype=torch.float32), std.to(device=h.device, dtype=torch.float32)
+    return (mean + std * remove_span((hf - mean) / std, q)).to(h.dtype)

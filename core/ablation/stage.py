@@ -18,6 +18,12 @@ and protocol of "prediction flipped" (0/1) on that share, pooled over the remova
 much of an effect energy alone predicts (slope, intercept, r in summary.json; drawn in ablation.png).
 `--center-directions` removes (c - mean) / ||c - mean|| instead of c / ||c||, with the mean of the
 method's training tokens at L_in (vector methods; the SAE's encoder rows are directions already).
+`--space standardized` removes every basis in per-dimension standardised coordinates z = (h - mean) / std
+(mean and std of the cache's training tokens at L_in, as the methods standardise): concept directions
+become (c - mean) / std for vector methods and the encoder row times std for the SAE, every control and
+every energy is taken in z, and the edited state is mean + std * (z - Q Q^T z). On a model whose residual
+stream has a few massive dimensions (Gemma), every model-space concept direction points along them and
+removes most of a sentence's norm, so only this space can ask whether the concept itself matters.
 
 - paper: MLP probes trained on the unperturbed sentence vectors at `L_in` (stratified k-fold CV) classify
   the test fold's vectors before and after `h - Q Q^T h`.
@@ -45,6 +51,7 @@ from ..device import resolve_device
 from ..errors import UserError
 from ..explanation import explanation_tokens
 from ..hooks import check_layer
+from ..methods.standardize import Affine
 from ..runs import NON_RESULT_FIELDS, Run, RunOptions
 from ..stats import bootstrap_ci
 from . import sources
@@ -95,6 +102,9 @@ class AblateConfig(RunOptions):
     """Paper protocol: remove directions from each vector's deviation from the mean sentence vector m (m + P(h - m)) instead of from h (the paper); a removal then takes information out instead of shifting every vector off the probe's training distribution."""
     center_directions: bool = False
     """Remove mean-centred concept directions (c - mean of the training tokens at L_in, normalised) instead of c itself (vector methods; the SAE's encoder rows are left as they are)."""
+    space: Literal["model", "standardized"] = "model"
+    """Coordinates the directions are removed in: model (h - Q Q^T h, the paper) or standardized (per-dimension
+    z = (h - mean) / std of the training tokens, the space the methods fit in; controls and energies in z too)."""
     layer: int | None = None
     """Hidden-state index to remove concepts at; none = each method's L_in."""
     bootstrap: int = 1000
@@ -104,6 +114,12 @@ class AblateConfig(RunOptions):
 
 
 EXCLUDE = (*NON_RESULT_FIELDS, "batch_size")
+
+
+def _exclude(config: AblateConfig) -> tuple[str, ...]:
+    # An option added later counts in the hash only when set away from the behaviour it was added with, so
+    # a run finished before it existed stays finished.
+    return EXCLUDE + (("space",) if config.space == "model" else ())
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -317,9 +333,42 @@ class _Model:
             self.original = original
         return self.original
 
-    def predict(self, layer: int, basis: torch.Tensor) -> np.ndarray:
+    def predict(self, layer: int, basis: torch.Tensor, scaling: Affine | None = None) -> np.ndarray:
         self.prepare(layer)
-        return predict_with_removal(self.model, self.batches, layer, basis, self.device, self.replay)
+        return predict_with_removal(self.model, self.batches, layer, basis, self.device, self.replay,
+                                    None if scaling is None else (scaling.mean, scaling.std))
+
+
+class _Space:
+    """The coordinates removals happen in: the model's own (identity) or standardised per layer."""
+
+    def __init__(self, store: ActivationStore, standardized: bool):
+        self.store, self.standardized = store, standardized
+        self.by_layer: dict[int, Affine] = {}
+
+    def scaling(self, layer: int) -> Affine | None:
+        if not self.standardized:
+            return None
+        if layer not in self.by_layer:
+            self.by_layer[layer] = Affine.fit(self.store.iter_chunks(layer, "train"))
+        return self.by_layer[layer]
+
+    def to_space(self, layer: int, x):
+        scaling = self.scaling(layer)
+        return x if scaling is None else scaling.apply(x)
+
+    def from_space(self, layer: int, z):
+        scaling = self.scaling(layer)
+        return z if scaling is None else scaling.invert(z)
+
+    def table(self, source: sources.ConceptSource) -> sources.ConceptSource:
+        """The source's directions in this space: points map like the data, the SAE's read-out rows
+        (w . h) become w * std (the row that reads the same thing from z)."""
+        scaling = self.scaling(source.layer)
+        if scaling is None:
+            return source
+        table = source.table * scaling.std.numpy() if source.method == sources.SAE else scaling.apply(source.table)
+        return dataclasses.replace(source, table=np.asarray(table, dtype=np.float32))
 
 
 def ablate(config: AblateConfig) -> pd.DataFrame:
@@ -328,7 +377,7 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
     run = Run.open(config.runs_dir, config.run)
     store = ActivationStore(run.require("extract"))
     folder = run.stage_dir(STAGE)
-    if not run.begin(STAGE, config, config.force, EXCLUDE, inputs=sources.stage_inputs(run, config.method)):
+    if not run.begin(STAGE, config, config.force, _exclude(config), inputs=sources.stage_inputs(run, config.method)):
         log.info("ablate: run %r already finished with these options (pass --force to redo)", run.name)
         return pd.read_csv(folder / "results.csv")
     device = resolve_device(config.device)
@@ -356,6 +405,7 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
     x_cache: dict[int, np.ndarray] = {}
     sentence_tokens: dict[int, torch.Tensor] = {}
     train_mean: dict[int, np.ndarray] = {}
+    space = _Space(store, config.space == "standardized")
     for method in tqdm(config.method, desc="ablate", unit="method"):
         layer = sources.resolve_layer(run, store, method, config.layer)
         if layer not in x_cache:
@@ -365,23 +415,25 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
             variants = sources.sae_sources(run, x_expl, tuple(config.sae_k), layer)
         else:
             variants = [sources.vector_source(run, method, explanations["row"].to_numpy(), x_expl, len(tokens), layer)]
-            if config.center_directions:
+            if config.center_directions and not space.standardized:  # z's training mean is 0 already
                 if layer not in train_mean:
                     train_mean[layer] = token_mean(store, layer, "train")
                 variants = [dataclasses.replace(v, table=v.table - train_mean[layer]) for v in variants]
         for source in variants:
+            source = space.table(source)
             bases = make_bases(source, explanations, sentence_list, config.top_k_words, seed)
+            centered = method != sources.SAE and (config.center_directions or space.standardized)
             entry = summary.setdefault(source.label, {"method": source.method, "k": source.k, "layer": layer,
-                                                      "directions_centered": config.center_directions
-                                                      and method != sources.SAE})
+                                                      "space": config.space, "directions_centered": centered})
             if probes is not None:
                 x, fitted, original = probes.get(layer)
-                origin = x.mean(0) if config.center else torch.zeros_like(x[0])
-                by_condition, share = bases.for_protocol((x - origin)[:, None, :].cpu(),
+                z = space.to_space(layer, x)
+                origin = z.mean(0) if config.center else torch.zeros_like(z[0])
+                by_condition, share = bases.for_protocol((z - origin)[:, None, :].cpu(),
                                                          derive_seed(seed, source.label, "paper", "energy"))
                 preds = {"original": original}
                 for condition in REMOVALS:
-                    moved = origin + remove_span(x - origin, by_condition[condition])
+                    moved = space.from_space(layer, origin + remove_span(z - origin, by_condition[condition]))
                     preds[condition] = fitted.predict_out_of_fold(moved)
                 got, entry["paper"] = _rows(source, "paper", preds, target, fitted.folds, config, seed, share)
                 rows += got
@@ -389,13 +441,13 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
                 if model is None:
                     model = _Model(run, sentence_list, stored, config.batch_size, device)
                 if layer not in sentence_tokens:
-                    every = store.rows(layer, "eval", np.arange(len(tokens)))
+                    every = space.to_space(layer, store.rows(layer, "eval", np.arange(len(tokens))))
                     sentence_tokens[layer] = pad_by_sentence(every, tokens["sentence"].to_numpy(), sentence_list)
                 by_condition, share = bases.for_protocol(sentence_tokens[layer],
                                                          derive_seed(seed, source.label, "model", "energy"))
                 preds = {"original": model.prepare(layer)}
                 for condition in REMOVALS:
-                    preds[condition] = model.predict(layer, by_condition[condition])
+                    preds[condition] = model.predict(layer, by_condition[condition], space.scaling(layer))
                 got, entry["model"] = _rows(source, "model", preds, labels, None, config, seed, share)
                 rows += got
 
@@ -408,6 +460,7 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
         "probe_target": config.probe_target,
         "centered": config.center,
         "center_directions": config.center_directions,
+        "space": config.space,
         "headline": "drop_vs_energy_control: paired accuracy(random_energy) - accuracy(concept) per protocol, 95% bootstrap CI",
         "folds": config.folds,
         "top_k_words": config.top_k_words,
@@ -418,6 +471,6 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
     plot_results(results, folder / "ablation.png", fits={
         (label, protocol): (entry[protocol]["flip_vs_energy"]["slope"], entry[protocol]["flip_vs_energy"]["intercept"])
         for label, entry in summary.items() for protocol in ("paper", "model") if protocol in entry})
-    run.finish(STAGE, config, EXCLUDE)
+    run.finish(STAGE, config, _exclude(config))
     log.info("ablate: results in %s\n%s", folder, table_text(results))
     return results
