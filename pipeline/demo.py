@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -80,6 +80,8 @@ class DemoConfig(JudgeOptions, RunOptions):
     ig_steps: int | None = None
     """Integrated-Gradients steps of extract (None = extract's default, 32); fewer make a decoder LLM such as
     Gemma affordable on a CPU (extract stores the convergence delta)."""
+    ablate_space: Literal["model", "standardized"] = "model"
+    """Coordinates ablate removes concepts in: model (the paper) or standardized (see `clvq-judge ablate --space`)."""
     methods: tuple[str, ...] = field(default_factory=method_names)
     """Concept methods to train and ablate (default: every registered one)."""
     compare: tuple[str, ...] = ("clvq", "kmeans", "sae")
@@ -245,7 +247,7 @@ def _model_axis(config: DemoConfig, common: dict, timer: Timer) -> list[str]:
                                                    **_train_options(method, quick)), markers=done(f"methods/{method}"))
         timer("concepts", concepts, ConceptsConfig(**common, method=method, seed=config.seed),
               markers=done(f"concepts/{method}"))
-    table = timer("ablate", ablate, AblateConfig(**common, method=tuple(config.methods),
+    table = timer("ablate", ablate, AblateConfig(**common, method=tuple(config.methods), space=config.ablate_space,
                                                  **(QUICK["ablate"] if quick else {})), markers=done("ablate"))
     lines = [
         f"  classifier   dev accuracy {metrics['dev_accuracy']:.3f} vs majority-class baseline "

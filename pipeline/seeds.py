@@ -15,7 +15,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
@@ -49,6 +49,8 @@ class SeedsConfig(RunOptions):
     """Cap on dev sentences."""
     ig_steps: int | None = None
     """Integrated-Gradients steps of extract (None = extract's default, 32; fewer for a decoder LLM on a CPU)."""
+    ablate_space: Literal["model", "standardized"] = "model"
+    """Coordinates ablate removes concepts in: model (the paper) or standardized (see `clvq-judge ablate --space`)."""
     methods: tuple[str, ...] = field(default_factory=method_names)
     """Concept methods to train and ablate (default: every registered one)."""
     quick: bool = False

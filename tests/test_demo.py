@@ -93,10 +93,12 @@ def test_demo_refuses_a_compared_method_it_does_not_train(tmp_path, capsys):
 def test_seed_replicates_keep_the_extraction_options():
     from clvq_judge.pipeline.seeds import SeedsConfig
 
-    config = SeedsConfig(run="g", model="gemma-270m", dataset="sentiment", ig_steps=4, seeds=(0, 5))
+    config = SeedsConfig(run="g", model="gemma-270m", dataset="sentiment", ig_steps=4, seeds=(0, 5),
+                         ablate_space="standardized")
     first, other = config.demo(0), config.demo(5)
     assert (first.run, other.run) == ("g", "g-seed5") and other.seed == 5
     assert first.ig_steps == other.ig_steps == 4 and other.model == "gemma-270m" and other.axes == ("model",)
+    assert other.ablate_space == "standardized"
 
 
 @pytest.mark.slow
