@@ -82,6 +82,10 @@ class DemoConfig(JudgeOptions, RunOptions):
     Gemma affordable on a CPU (extract stores the convergence delta)."""
     ablate_space: Literal["model", "standardized"] = "model"
     """Coordinates ablate removes concepts in: model (the paper) or standardized (see `clvq-judge ablate --space`)."""
+    preset: Literal["quick", "paper"] = "quick"
+    """Method sizes: quick (each method's defaults) or paper (the paper's, as `clvq-judge train --preset paper`)."""
+    epochs: int | None = None
+    """Cap on the gradient-trained methods' epochs (None = the preset's: 20 quick, 50 paper)."""
     methods: tuple[str, ...] = field(default_factory=method_names)
     """Concept methods to train and ablate (default: every registered one)."""
     compare: tuple[str, ...] = ("clvq", "kmeans", "sae")
@@ -134,11 +138,12 @@ def _judge_options(config: DemoConfig) -> dict[str, Any]:
     return {**{f.name: getattr(config, f.name) for f in dataclasses.fields(JudgeOptions)}, "model": None}
 
 
-def _train_options(method: str, quick: bool) -> dict[str, Any]:
-    if not quick:
-        return {}
+def _train_options(method: str, config: DemoConfig) -> dict[str, Any]:
     own = {f.name for f in dataclasses.fields(get_method(method).config_class)}
-    return {k: v for k, v in QUICK["train"].items() if k in own}
+    chosen = dict(QUICK["train"]) if config.quick else {}
+    if config.epochs is not None:
+        chosen["epochs"] = config.epochs
+    return {"preset": config.preset, **{k: v for k, v in chosen.items() if k in own}}
 
 
 class Timer:
@@ -244,7 +249,7 @@ def _model_axis(config: DemoConfig, common: dict, timer: Timer) -> list[str]:
     run = Run.open(config.runs_dir, config.run)
     for method in config.methods:
         timer("train", train, train_config_class()(**common, method=method, seed=config.seed, progress=False,
-                                                   **_train_options(method, quick)), markers=done(f"methods/{method}"))
+                                                   **_train_options(method, config)), markers=done(f"methods/{method}"))
         timer("concepts", concepts, ConceptsConfig(**common, method=method, seed=config.seed),
               markers=done(f"concepts/{method}"))
     table = timer("ablate", ablate, AblateConfig(**common, method=tuple(config.methods), space=config.ablate_space,
