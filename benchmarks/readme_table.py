@@ -4,9 +4,11 @@
     python benchmarks/readme_table.py                                      # rewrite README from docs/ copy
     python benchmarks/readme_table.py --check                              # exit 1 when README disagrees
     python benchmarks/readme_table.py --seeds runs/demo/seeds.json         # adopt `clvq-judge seeds` figures too
+    python benchmarks/readme_table.py --adopt paper runs/paper/headline.json  # any block of BLOCKS
 
-The committed copy `docs/demo_headline.json` is what the README shows, so a test can compare the two
-without running the demo.
+Each README block is rendered from a committed copy in docs/ (`BLOCKS`: the demo's headline.json, the seed
+replicates' seeds.json, the paper-scale run's headline.json, Gemma's seeds), so a test can compare the two
+without running anything. A block whose markers are not in the README is skipped.
 """
 
 from __future__ import annotations
@@ -73,11 +75,21 @@ def _study(study: dict | None) -> list[str]:
             f"(chance {study['summary']['chance']:.2f}); human answers so far: {study['summary']['answers']}."]
 
 
+def _setup(config: dict) -> str:
+    """The options that make a run differ from the plain demo's, as command-line flags."""
+    shown = {"preset": "quick", "epochs": None, "ablate_space": "model", "ig_steps": None, "max_train": 2000,
+             "max_dev": 400}
+    flags = [f"--{k.replace('_', '-')} {config[k]}" for k, default in shown.items()
+             if k in config and config[k] != default]
+    return f" with `{' '.join(flags)}`" if flags else ""
+
+
 def render(headline: dict) -> str:
     """The README block: one sentence of setup figures, the per-method table, the judge and study lines."""
     top = max(headline["layers"])
     lines = [
-        f"`clvq-judge demo` ({headline['date']}; rerun it to check): `{headline['model']}` classifier on the "
+        f"`clvq-judge demo{_setup(headline.get('demo_config', {}))}` ({headline['date']}; rerun it to check): "
+        f"`{headline['model']}` classifier on the "
         f"`{headline['dataset']}` set, dev accuracy {headline['dev_accuracy']:.3f} against a "
         f"{headline['majority_baseline']:.3f} majority-class baseline; layers {min(headline['layers'])} -> {top}, "
         f"{headline['train_words']:,} training words, {headline['eval_words']:,} evaluation words.",
@@ -110,7 +122,8 @@ def _interval(e: dict, digits: int = 3) -> str:
 def render_seeds(seeds: dict) -> str:
     """The README block of `clvq-judge seeds`: every figure as mean and 95% t-interval over seeds."""
     lines = [
-        f"`clvq-judge seeds` ({seeds['date']}): the demo's model axis on `{seeds['model']}` / `{seeds['dataset']}` over "
+        f"`clvq-judge seeds{_setup(seeds.get('config', {}))}` ({seeds['date']}): the demo's model axis on "
+        f"`{seeds['model']}` / `{seeds['dataset']}` over "
         f"seeds {', '.join(map(str, seeds['seeds']))}; mean over seeds [95% t-interval]; dev accuracy "
         f"{_interval(seeds['dev_accuracy'])}.",
         "",
@@ -126,18 +139,45 @@ def render_seeds(seeds: dict) -> str:
 
 SEEDS_BEGIN, SEEDS_END = "<!-- seed-figures:begin -->", "<!-- seed-figures:end -->"
 
+# name -> (committed copy in docs/, README marker name, renderer)
+BLOCKS = {
+    "demo": (COPY, "demo-figures", render),
+    "seeds": (SEEDS_COPY, "seed-figures", render_seeds),
+    "paper": (ROOT / "docs" / "paper_headline.json", "paper-figures", render),
+    "gemma-seeds": (ROOT / "docs" / "gemma_seeds.json", "gemma-seed-figures", render_seeds),
+    "gemma-seeds-standardized": (ROOT / "docs" / "gemma_seeds_standardized.json", "gemma-seed-figures-standardized",
+                                 render_seeds),
+    "seeds-standardized": (ROOT / "docs" / "demo_seeds_standardized.json", "seed-figures-standardized", render_seeds),
+}
+
+
+def markers(name: str) -> tuple[str, str]:
+    tag = BLOCKS[name][1]
+    return f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
+
 
 def readme_block(text: str, begin: str = BEGIN, end: str = END) -> str:
     start, stop = text.index(begin) + len(begin), text.index(end)
     return text[start:stop].strip("\n")
 
 
+def rendered_blocks(text: str) -> dict[str, str]:
+    """Every block whose markers the README has and whose docs/ copy exists, rendered from that copy."""
+    out = {}
+    for name, (copy, _, renderer) in BLOCKS.items():
+        if markers(name)[0] in text and copy.exists():
+            out[name] = renderer(json.loads(copy.read_text(encoding="utf-8")))
+    return out
+
+
 def write_readme(headline: dict, readme: Path = README, seeds: dict | None = None) -> None:
     text = readme.read_text(encoding="utf-8")
-    blocks = [(BEGIN, END, render(headline))]
+    bodies = {name: body for name, body in rendered_blocks(text).items() if name not in ("demo", "seeds")}
+    bodies["demo"] = render(headline)
     if seeds is not None and SEEDS_BEGIN in text:
-        blocks.append((SEEDS_BEGIN, SEEDS_END, render_seeds(seeds)))
-    for begin, end, body in blocks:
+        bodies["seeds"] = render_seeds(seeds)
+    for name, body in bodies.items():
+        begin, end = markers(name)
         start, stop = text.index(begin) + len(begin), text.index(end)
         text = text[:start] + "\n" + body + "\n" + text[stop:]
     readme.write_text(text, encoding="utf-8")
@@ -147,20 +187,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--headline", type=Path, help="a demo run's headline.json to adopt (copied to docs/)")
     parser.add_argument("--seeds", type=Path, help="a `clvq-judge seeds` seeds.json to adopt (copied to docs/)")
+    parser.add_argument("--adopt", nargs=2, action="append", default=[], metavar=("BLOCK", "PATH"),
+                        help=f"adopt PATH as the copy of one block ({', '.join(BLOCKS)})")
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the README disagrees")
     args = parser.parse_args(argv)
-    if args.headline:
-        shutil.copyfile(args.headline, COPY)
-    if args.seeds:
-        shutil.copyfile(args.seeds, SEEDS_COPY)
+    adopt = [("demo", args.headline)] * bool(args.headline) + [("seeds", args.seeds)] * bool(args.seeds) + args.adopt
+    for name, path in adopt:
+        if name not in BLOCKS:
+            parser.error(f"unknown block {name!r}: choose from {', '.join(BLOCKS)}")
+        shutil.copyfile(path, BLOCKS[name][0])
     headline = json.loads(COPY.read_text(encoding="utf-8"))
     seeds = json.loads(SEEDS_COPY.read_text(encoding="utf-8")) if SEEDS_COPY.exists() else None
     if args.check:
         text = README.read_text(encoding="utf-8")
-        same = readme_block(text) == render(headline) and (
-            seeds is None or SEEDS_BEGIN not in text or readme_block(text, SEEDS_BEGIN, SEEDS_END) == render_seeds(seeds))
-        print("README figures match" if same else f"README figures differ from {COPY}: run benchmarks/readme_table.py")
-        return 0 if same else 1
+        differ = [name for name, body in rendered_blocks(text).items() if readme_block(text, *markers(name)) != body]
+        print(f"README blocks differ from their docs/ copies: {', '.join(differ)}; run benchmarks/readme_table.py"
+              if differ else "README figures match")
+        return 1 if differ else 0
     write_readme(headline, seeds=seeds)
     return 0
 

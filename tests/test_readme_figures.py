@@ -43,3 +43,13 @@ def test_readme_shows_exactly_the_seed_figures_when_they_exist():
         return
     assert readme_table.readme_block(text, readme_table.SEEDS_BEGIN, readme_table.SEEDS_END) == \
         readme_table.render_seeds(json.loads(path.read_text()))
+
+
+def test_every_generated_block_matches_its_docs_copy():
+    text = (ROOT / "README.md").read_text()
+    for name, (kept, _, _) in readme_table.BLOCKS.items():
+        begin, _ = readme_table.markers(name)
+        assert begin not in text or kept.exists(), f"README has a {name} block but no {kept.name}"
+    for name, body in readme_table.rendered_blocks(text).items():
+        assert readme_table.readme_block(text, *readme_table.markers(name)) == body, \
+            f"README block {name} is stale: run `python benchmarks/readme_table.py`"
