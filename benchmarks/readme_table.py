@@ -81,7 +81,7 @@ def _setup(config: dict) -> str:
              "max_dev": 400}
     flags = [f"--{k.replace('_', '-')} {config[k]}" for k, default in shown.items()
              if k in config and config[k] != default]
-    return f" with `{' '.join(flags)}`" if flags else ""
+    return "".join(f" {flag}" for flag in flags)
 
 
 def render(headline: dict) -> str:
