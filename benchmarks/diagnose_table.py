@@ -49,7 +49,8 @@ def summarise(records: dict[str, dict]) -> dict:
 
 def table(summary: dict) -> str:
     lines = ["| diagnostic | mean [95% t-interval] | per run |", "|---|---|---|"]
-    for name, e in summary.items():
+    for name in [n for n in FIGURES if n in summary]:  # FIGURES' order, not the JSON file's sorted keys
+        e = summary[name]
         shown = f"{e['mean']:.3f}" + (f" [{e['low']:.3f}, {e['high']:.3f}]" if e.get("low") is not None else "")
         per = ", ".join("-" if v is None else f"{v:.3f}" for v in e["values"])
         lines.append(f"| {name} | {shown} | {per} |")
