@@ -77,10 +77,11 @@ def _study(study: dict | None) -> list[str]:
 
 def _setup(config: dict) -> str:
     """The options that make a run differ from the plain demo's, as command-line flags."""
-    shown = {"preset": "quick", "epochs": None, "ablate_space": "model", "ig_steps": None, "max_train": 2000,
-             "max_dev": 400}
-    flags = [f"--{k.replace('_', '-')} {config[k]}" for k, default in shown.items()
-             if k in config and config[k] != default]
+    shown = {"dataset": "news", "model": "minilm", "axes": ["model", "judge", "study"],
+             "methods": ["clvq", "vqvae", "sae", "kmeans", "agglomerative"], "preset": "quick", "epochs": None,
+             "ablate_space": "model", "ig_steps": None, "max_train": 2000, "max_dev": 400}
+    flags = [f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+             for k, default in shown.items() if k in config and (v := config[k]) != default]
     return "".join(f" {flag}" for flag in flags)
 
 
