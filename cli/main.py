@@ -105,7 +105,9 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
                 parent = sub.add_parser(group, help=f"{group} commands ({group} ACTION --help for each)")
                 groups[group] = parent.add_subparsers(dest=f"{group}_action", metavar="ACTION", required=True)
             target = groups[group]
-        p = target.add_parser(action, help=stage.summary, description=stage.summary,
+        # argparse reads help text as a %-format ("95% interval" would crash `--help`).
+        summary = stage.summary.replace("%", "%%")
+        p = target.add_parser(action, help=summary, description=summary,
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter.__bases__[0])
         if stage.name == chosen:
             add_arguments(p, stage.config_class())
