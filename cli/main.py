@@ -66,6 +66,8 @@ STAGES = [
           "clvq_judge.judge.describe:DescribeConfig", "clvq_judge.judge.describe:describe"),
     Stage("rank", "Blinded LLM judging of concept methods: pairwise or listwise, known-answer control, win rates.",
           "clvq_judge.judge.rank:RankConfig", "clvq_judge.judge.rank:rank"),
+    Stage("judges", "Calibration table of every judge that answered in a run: known-answer control, position bias, agreement, cost.",
+          "clvq_judge.judge.judges:JudgesConfig", "clvq_judge.judge.judges:judges"),
     Stage("serve", "Serve a local transformers model (default: the embedded judge) as an OpenAI-compatible API.",
           "clvq_judge.judge.serve:ServeConfig", "clvq_judge.judge.serve:serve"),
     Stage("export", "Gather a run's ranking, ablation and human results into CSVs ready for a paper.",

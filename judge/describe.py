@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,10 +28,10 @@ from clvq_judge.core.methods import METHODS
 from clvq_judge.core.runs import Run, RunOptions
 from clvq_judge.core.units import Unit, concept_folder, load_cards, sample_units
 
-from .backends import JudgeOptions, judge_specs, open_judges
+from .backends import JudgeOptions, explainer_spec, judge_specs, open_judges
 from .backends.local import resolve_precision
 from .client import Request
-from .render import EXPLAINER, EXPLAINER_WORDS, card_words, explainer_messages, prompt
+from .render import EXPLAINER, EXPLAINER_WORDS, REDESCRIBE, card_words, explainer_messages, prompt
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +101,29 @@ def concepts_version(run: Run, method: str) -> str:
     return str(run.done_hash(f"concepts/{method}"))  # changes with every redo of the concepts, same options or not
 
 
-def control_concepts(unit: Unit, used: dict[str, np.ndarray], seed: int) -> dict[str, int]:
-    """For each method, a random concept other than the unit's own, drawn among the method's used concepts."""
+CONTROL = "same-word-or-size.v2"
+"""How the known-answer decoys are drawn (stored with the units, so a change redraws them)."""
+
+
+def control_concepts(unit: Unit, cards: dict[str, list[dict]], seed: int) -> dict[str, int]:
+    """For each method, a decoy concept other than the unit's own that string matching cannot tell apart:
+    a used concept of the same method that also has the unit's word among its member words where one exists,
+    else one of the closest size (member count). Ties are broken at random, seeded per sentence."""
     out = {}
+    word = unit.word.casefold()
     for method, concept in unit.concepts.items():
-        pool = used[method][used[method] != concept]
-        if len(pool):
-            rng = np.random.default_rng(derive_seed(seed, "known-answer", method, unit.sentence))
-            out[method] = int(rng.choice(pool))
+        rng = np.random.default_rng(derive_seed(seed, "known-answer", method, unit.sentence))
+        used = [c for c in cards[method] if c["count"] > 0 and c["id"] != concept]
+        if not used:
+            continue
+        same_word = [c["id"] for c in used if any(str(w).casefold() == word for w, _ in c.get("top_words", []))]
+        if same_word:
+            out[method] = int(rng.choice(same_word))
+            continue
+        size = cards[method][concept]["count"]
+        gaps = np.array([abs(c["count"] - size) for c in used])
+        closest = [c["id"] for c, gap in zip(used, gaps) if gap == gaps.min()]
+        out[method] = int(rng.choice(closest))
     return out
 
 
@@ -122,7 +138,7 @@ def prepare_units(run: Run, methods: list[str], sentences: int, seed: int) -> li
     if path.exists() and meta_path.exists():
         meta = read_json(meta_path)
         versions = meta.get("concepts", {})
-        if (meta.get("seed") == seed and meta.get("sentences") == sentences
+        if (meta.get("seed") == seed and meta.get("sentences") == sentences and meta.get("control") == CONTROL
                 and all(versions.get(m) == concepts_version(run, m) for m in methods)):
             return read_units(path)
     if sentences < 1:
@@ -131,12 +147,12 @@ def prepare_units(run: Run, methods: list[str], sentences: int, seed: int) -> li
     if len(units) < sentences:
         log.warning("run %s has only %d usable evaluation sentences; judging all of them instead of %d",
                     run.name, len(units), sentences)
-    used = {m: np.flatnonzero([c["count"] > 0 for c in load_cards(run, m)]) for m in methods}
-    judged = [JudgeUnit(u, control_concepts(u, used, seed)) for u in units]
+    cards = {m: load_cards(run, m) for m in methods}
+    judged = [JudgeUnit(u, control_concepts(u, cards, seed)) for u in units]
     # The record goes first and comes back last, so a crash in between never pairs it with other units.
     meta_path.unlink(missing_ok=True)
     write_text(path, "".join(json.dumps({**j.unit.to_dict(), "control": j.control}) + "\n" for j in judged))
-    write_json(meta_path, {"seed": seed, "sentences": sentences, "methods": methods, "n_units": len(judged),
+    write_json(meta_path, {"seed": seed, "sentences": sentences, "control": CONTROL, "methods": methods, "n_units": len(judged),
                            "concepts": {m: concepts_version(run, m) for m in methods}})
     return judged
 
@@ -184,16 +200,51 @@ def descriptions_for(run: Run, method: str, judge: str) -> dict[int, str]:
             if r["judge"] == judge and r["prompt_sha"] == sha and r.get("concepts") == version}
 
 
-def clean_description(text: str, card: dict | None = None) -> str:
-    """The first non-empty line of the answer, without list markers or quotes, cut to a short phrase.
+_LIST_MARKER = re.compile(r"^\s*(?:[-*\u2022]+|\d+[.)])\s+")
+_QUOTES = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "*": "*"}
 
-    An answer that only copies the card's word list back ("w1 (3), w2 (2), ...", which the 0.5B explainer
-    does for about one concept in eight) describes nothing: it becomes empty, and the judge sees the words
-    themselves with "(no description)" instead of seeing them twice."""
+
+def _unwrap(line: str) -> str:
+    """Drop quotes (or emphasis) that wrap the whole line, never a quote that belongs to the text."""
+    changed = True
+    while changed and len(line) >= 2:
+        changed = False
+        for left, right in _QUOTES.items():
+            if line.startswith(left) and line.endswith(right):
+                inner = line[len(left):-len(right)].strip()
+                if left == right and inner.count(left) % 2:  # `"Pronoun "it"`-like: the last quote is the text's
+                    continue
+                line, changed = inner, True
+    return line
+
+
+def echoes_card(text: str, card: dict) -> bool:
+    """Whether an answer only copies the card's word list back ("w1 (3), w2 (2), ...", or most of its words)."""
+    words = [str(w) for w, _ in card_words(card, EXPLAINER_WORDS)]
+    if not words:
+        return False
+    if sum(f"{w} ({n})" in text for w, n in card_words(card, EXPLAINER_WORDS)) >= 2:
+        return True
+    if len(re.findall(r"\w \(\d+\)", text)) >= 2 or text.casefold().startswith("group (word"):
+        return True  # the card's "word (count)" format copied back, counts or not
+    tokens = [t.casefold() for t in re.findall(r"[\w'-]+", text)]
+    if not tokens:
+        return False
+    listed = {w.casefold() for w in words}
+    return len(tokens) >= 2 and sum(t in listed for t in tokens) / len(tokens) >= 0.75 and "," in text
+
+
+def clean_description(text: str, card: dict | None = None) -> str:
+    """The first non-empty line of the answer, without a list marker or wrapping quotes, cut to a short phrase.
+
+    An answer that only copies the card's word list back describes nothing: it becomes empty (the caller
+    re-asks once), and the judge then sees the words themselves with "(no description)" instead of twice."""
     for line in (text or "").splitlines():
-        line = line.strip().lstrip("-*•0123456789. ").strip().strip("\"'`*").strip()
+        line = _unwrap(_LIST_MARKER.sub("", line).strip())
+        line = re.sub(r"^(?i:theme)\s*:\s*", "", line).strip()
+        line = _unwrap(line)
         if line:
-            if card is not None and sum(f"{w} ({n})" in line for w, n in card_words(card, EXPLAINER_WORDS)) >= 2:
+            if card is not None and echoes_card(line, card):
                 return ""
             return line[:MAX_DESCRIPTION_CHARS].rstrip(". ")
     return ""
@@ -209,7 +260,7 @@ def needed_concepts(units: list[JudgeUnit], method: str, known_answer: bool) -> 
 def explainer_key(options: JudgeOptions, device: str) -> str:
     """The name descriptions are stored under: the first judge, plus the precision its weights run in where
     that is not the reference float32 (other precisions write slightly different descriptions)."""
-    spec = judge_specs(options)[0]
+    spec = explainer_spec(options)
     if spec != "embedded" and not spec.startswith("transformers:"):
         return spec
     precision = resolve_precision(options.precision, str(device))
@@ -240,13 +291,24 @@ def describe_units(
     log.info("describing %d concepts with %s", len(todo), explainer_name)
     requests = [Request(messages=msgs, max_tokens=max_tokens) for _, _, msgs in todo]
     answers = explainer.complete(requests, desc="describe")
+    texts = [clean_description(a.text, cards_by[m][c]) for (m, c, _), a in zip(todo, answers)]
+    # An answer that is empty or echoes the word list is asked once more, then kept empty and marked.
+    retry = [i for i, t in enumerate(texts) if not t]
+    reasked: dict[int, str] = {}
+    if retry:
+        follow = [Request(messages=(*requests[i].messages, ("assistant", answers[i].text), *prompt(REDESCRIBE).messages()),
+                          max_tokens=max_tokens) for i in retry]
+        for i, again in zip(retry, explainer.complete(follow, desc="describe (re-ask)")):
+            reasked[i] = again.text
+            m, c, _ = todo[i]
+            texts[i] = clean_description(again.text, cards_by[m][c])
     new: dict[str, list[dict]] = {m: [] for m in methods}
-    for (m, c, _), answer in zip(todo, answers):
-        text = clean_description(answer.text, cards_by[m][c])
-        new[m].append({"concept": c, "description": text, "raw": answer.text, "judge": explainer_name,
+    for i, ((m, c, _), answer) in enumerate(zip(todo, answers)):
+        new[m].append({"concept": c, "description": texts[i], "raw": answer.text, "reask": reasked.get(i),
+                       "not_a_description": not texts[i], "judge": explainer_name,
                        "model": getattr(explainer, "model", ""), "prompt": EXPLAINER, "prompt_sha": sha,
                        "concepts": concepts_version(run, m)})
-        have[m][c] = text
+        have[m][c] = texts[i]
     for m, rows in new.items():
         if rows:
             replaced = {(r["concept"], r["judge"], r["prompt_sha"], r["concepts"]) for r in rows}
@@ -268,12 +330,13 @@ def describe(config: DescribeConfig) -> str:
     units = prepare_units(run, methods, config.sentences, seed)
     device = resolve_device(config.device)
     name = explainer_key(config, device)
-    if len(specs) > 1:
-        log.info("descriptions are written by the first --judge (%s); the others judge in `rank` only", specs[0])
+    writer = explainer_spec(config)
+    if len(specs) > 1 and not config.explainer:
+        log.info("descriptions are written by the first --judge (%s); the others judge in `rank` only", writer)
     opened = []
 
     def open_explainer():
-        config_one = replace(config, judge=(specs[0],), model=None)
+        config_one = replace(config, judge=(writer,), model=None, explainer=None)
         opened.extend(open_judges(config_one, run.stage_dir(STAGE) / "cache.sqlite", device))
         return opened[0]
 
@@ -283,7 +346,9 @@ def describe(config: DescribeConfig) -> str:
     for m in methods:
         needed = needed_concepts(units, m, config.known_answer)
         empty = sum(1 for c in needed if not described[m].get(c))
-        lines.append(f"  {m}: {len(needed)} concepts -> {descriptions_path(run, m)}" + (f" ({empty} empty or echoed the word list)" if empty else ""))
+        share = empty / len(needed) if needed else 0.0
+        lines.append(f"  {m}: {len(needed)} concepts -> {descriptions_path(run, m)}; not a description after one "
+                     f"re-ask (empty or the word list echoed): {empty} ({share:.0%})")
     usage = opened[0].usage if opened else {"requests_sent": 0}
     lines.append(f"requests sent: {usage.get('requests_sent', 0)}")
     write_json(run.stage_dir(STAGE) / "describe.json", {

@@ -72,6 +72,20 @@ def judge_dir() -> Path:
     return target
 
 
+def gguf_path() -> Path:
+    """The assembled, checksum-verified GGUF itself (for llama.cpp), built once into the cache: assembled in a
+    side folder and renamed into place, so a killed assembly never looks finished."""
+    folder = cache_root() / "models" / "gguf"
+    target = folder / GGUF_NAME
+    if target.exists() and target.stat().st_size == SIZE:
+        return target
+    work = folder / ".partial"
+    work.mkdir(parents=True, exist_ok=True)
+    built = assemble(work)
+    built.replace(target)
+    return target
+
+
 def resolve_judge_model(name: str) -> str:
     """`embedded` -> the converted directory; anything else (HF id, local directory) unchanged."""
     return str(judge_dir()) if name == "embedded" else name

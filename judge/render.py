@@ -17,23 +17,27 @@ from functools import cache
 
 import jinja2
 import jinja2.meta
-import numpy as np
 
 from clvq_judge.core.units import Unit
 from clvq_judge.prompts import load_template
 
 EXPLAINER = "explainer.v1.j2"
-PAIRWISE = "pairwise.v1.j2"
-LISTWISE = "listwise.v1.j2"
-REASK = "reask.v1.j2"
+PAIRWISE = "pairwise.v2.j2"
+LISTWISE = "listwise.v2.j2"
+DETECTION = "detection.v1.j2"
+REASK = "reask.v2.j2"
+REDESCRIBE = "redescribe.v1.j2"
 LABELS = "ABCDEFGHIJ"
+TIE = "Equal"
+"""The pairwise protocols' tie answer (its first token differs from every letter label's)."""
 SHOW = ("description", "card", "both")
 
-# What a prompt shows of a card: the 0.5B judge pays for every token, so cards are trimmed here.
+# What a prompt shows of a card: a small judge pays for every token, so cards are trimmed here. A judge sees
+# as many words, with counts, as the explainer did, so a one-word card is not mistaken for a large one.
 EXPLAINER_WORDS = 8
 EXPLAINER_EXAMPLES = 1
 START_EXAMPLES = 3
-OPTION_WORDS = 5
+OPTION_WORDS = EXPLAINER_WORDS
 OPTION_EXAMPLES = 2
 CONTEXT_WORDS = 10
 """Words kept on each side of the marked token in an example sentence."""
@@ -117,12 +121,13 @@ class Option:
     card: dict
     description: str | None = None
 
-    def view(self, label: str) -> dict:
-        words = [w for w, _ in card_words(self.card, OPTION_WORDS)]
+    def view(self, label: str = "") -> dict:
+        words = [[w, str(n)] for w, n in card_words(self.card, OPTION_WORDS)]
         return {
             "label": label,
             "description": (self.description or "").strip(),
             "words": words,
+            "total": int(self.card.get("count", 0) or 0),
             "examples": [] if words else card_examples(self.card, OPTION_EXAMPLES),
         }
 
@@ -136,24 +141,27 @@ def unit_sentence(unit: Unit) -> str:
     return clip_marked(marked, MAX_SENTENCE_WORDS // 2)
 
 
-def comparison_messages(unit: Unit, options: Sequence[Option], show: str, mode: str = "pairwise") -> tuple[tuple[str, str], ...]:
+def comparison_messages(unit: Unit, options: Sequence[Option], show: str, template: str = PAIRWISE) -> tuple[tuple[str, str], ...]:
     """A blinded comparison: options in the given order, labelled A, B, ... by position."""
     if show not in SHOW:
         raise ValueError(f"show must be one of {SHOW}, got {show!r}")
     labels = list(LABELS[: len(options)])
     views = [o.view(label) for o, label in zip(options, labels)]
-    name = PAIRWISE if mode == "pairwise" else LISTWISE
-    return prompt(name).messages(
+    return prompt(template).messages(
         sentence=unit_sentence(unit), prediction=unit.prediction_label, options=views, labels=labels, show=show
     )
+
+
+def detection_messages(option: Option, marked_sentence: str, show: str) -> tuple[tuple[str, str], ...]:
+    """One detection question: a concept, then one sentence with its word marked [[ ]]."""
+    if show not in SHOW:
+        raise ValueError(f"show must be one of {SHOW}, got {show!r}")
+    words = marked_sentence.split()
+    sentence = marked_sentence if len(words) <= MAX_SENTENCE_WORDS else clip_marked(marked_sentence, MAX_SENTENCE_WORDS // 2)
+    return prompt(DETECTION).messages(o=option.view(), sentence=sentence, show=show)
 
 
 def reask_messages(messages: tuple[tuple[str, str], ...], answer: str, labels: Sequence[str], ranking: bool) -> tuple[tuple[str, str], ...]:
     """The conversation so far, the unparseable answer, and one request for just the letter(s)."""
     follow_up = prompt(REASK).messages(labels=list(labels), ranking=ranking)
     return (*messages, ("assistant", answer), *follow_up)
-
-
-def seeded_order(items: Sequence[str], rng: np.random.Generator) -> list[str]:
-    """`items` in a seeded random order (the order in which methods meet the neutral labels)."""
-    return [items[i] for i in rng.permutation(len(items))]

@@ -27,27 +27,25 @@ OUTCOME_COLUMNS = ["judge", "sentence", "method_a", "method_b", "score", "incons
 def combine_votes(votes: Sequence[float | None]) -> tuple[float, bool]:
     """Combine per-order votes (1 = method_a preferred, 0 = method_b, None = unparsed) into one outcome.
 
-    The majority decides; an even split is a tie. An outcome is position-inconsistent when the orders
-    disagree. One unparsed order makes the whole outcome unparsed: it is counted, never guessed.
+    The majority decides; an even split is a tie (a vote of 0.5 is a tie answer). An outcome is
+    position-inconsistent when one order prefers method_a and another method_b. One unparsed order makes the
+    whole outcome unparsed: it is counted, never guessed.
     """
     if not votes or any(v is None for v in votes):
         return float("nan"), False
     mean = float(np.mean(votes))
     score = 1.0 if mean > 0.5 else 0.0 if mean < 0.5 else 0.5
-    return score, len(set(votes)) > 1
+    return score, (1.0 in votes and 0.0 in votes)
 
 
-def normalise_choice(logprobs: dict[str, float] | None, labels: Sequence[str]) -> dict[str, float] | None:
-    """Probabilities of the offered labels, renormalised over just those labels (a softmax of their
-    log-probabilities); None when the backend gave no log-probabilities for all of them."""
-    if not logprobs or any(label not in logprobs for label in labels):
-        return None
-    values = np.array([logprobs[label] for label in labels], dtype=np.float64)
-    if not np.all(np.isfinite(values) | (values == -np.inf)) or np.all(values == -np.inf):
-        return None
-    values = np.exp(values - values.max())
-    values /= values.sum()
-    return dict(zip(labels, values.tolist()))
+def position_bias(positions: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean log-odds of the first-listed option over every two-option answer with log-probabilities (0 = no
+    preference for a position), with a cluster-bootstrap CI over sentences."""
+    if positions is None or positions.empty:
+        return float("nan"), float("nan"), float("nan")
+    values = positions["first_logodds"].to_numpy(dtype=np.float64)
+    low, high = cluster_mean_ci(positions["sentence"].to_numpy(), values, n_boot, seed)
+    return float(values.mean()), low, high
 
 
 def perspective(outcomes: pd.DataFrame, method: str) -> pd.DataFrame:

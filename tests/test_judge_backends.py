@@ -10,9 +10,9 @@ import pytest
 
 from clvq_judge.core.errors import UserError
 from clvq_judge.judge.backends import JudgeOptions, judge_specs, open_judges
-from clvq_judge.judge.backends.http import label_logprobs, parse_choice
 from clvq_judge.judge.cache import JudgeCache
 from clvq_judge.judge.client import Completion, Request
+from clvq_judge.judge.labels import label_logprobs, parse_choice
 
 FRUIT = Request(messages=(("system", "You answer with one letter."),
                           ("user", "Which word names a fruit?\nA: apple\nB: truck\nAnswer A or B.")),

@@ -6,11 +6,22 @@ import pytest
 from clvq_judge.core.units import Unit
 from clvq_judge.judge import render
 from clvq_judge.judge.describe import JudgeUnit, clean_description
-from clvq_judge.judge.rank import plan
-from clvq_judge.judge.verdicts import parse_choice, parse_ranking
+from clvq_judge.judge.labels import parse_choice, parse_ranking
+from clvq_judge.judge.protocols import PROTOCOLS, Context
 from clvq_judge.prompts import load_template
 
 METHODS = ["clvq", "sae", "kmeans"]
+
+
+def plan(units, methods, protocol, permutations, known_answer, seed):
+    ctx = Context(run=None, units=units, methods=list(methods), cards={}, descriptions={}, show="card", seed=seed,
+                  known_answer=known_answer, permutations=permutations, n_boot=20)
+    return PROTOCOLS[protocol]().plan(ctx)
+
+
+def context(units, seed=0, n_boot=50):
+    return Context(run=None, units=units, methods=list(METHODS), cards={}, descriptions={}, show="card", seed=seed,
+                   n_boot=n_boot)
 NAMES = ["clvq", "sae", "kmeans", "vqvae", "agglomerative", "cluster", "autoencoder", "method"]
 
 
@@ -33,16 +44,19 @@ def test_comparison_prompt_is_blind_and_marks_the_token():
     options = [render.Option(card(1, ["fell", "rose", "dropped"]), "market movement"),
                render.Option(card(2, ["[CLS]"], start=True), "sentence openings")]
     for show in render.SHOW:
-        for mode in ("pairwise", "listwise"):
-            messages = render.comparison_messages(unit(), options, show, mode)
+        for template in (render.PAIRWISE, render.LISTWISE):
+            messages = render.comparison_messages(unit(), options, show, template)
             text = "\n".join(content for _, content in messages).lower()
             assert not any(name in text for name in NAMES), text
             assert "stocks [[fell]] sharply" in text and '"business"' in text
             assert "a: " in text and "b: " in text
     both = "\n".join(c for _, c in render.comparison_messages(unit(), options, "both"))
-    assert '"market movement" (words: fell, rose, dropped)' in both
+    # The judge sees counts, as the explainer did, and the description exactly as written.
+    assert "market movement; member words (occurrences): fell (10), rose (9), dropped (8); 10 occurrences in all" in both
+    assert '"market movement"' not in both
     # A start-dominated concept is shown by its examples, not by its "[CLS]" word list.
-    assert "examples: shares of the firm [[[CLS]]]" in both
+    assert "examples, concept word in [[ ]]: shares of the firm [[[CLS]]]" in both
+    assert "Equal" in both and "may be wrong" in both
     card_only = "\n".join(c for _, c in render.comparison_messages(unit(), options, "card"))
     assert "market movement" not in card_only
     with pytest.raises(ValueError):
@@ -61,7 +75,8 @@ def test_explainer_prompt_shows_counts_and_examples_but_no_method():
 def test_prompt_hash_covers_included_templates():
     pairwise = render.prompt(render.PAIRWISE)
     assert len(pairwise.sha) == 12 and pairwise.sha != render.prompt(render.LISTWISE).sha
-    assert "option.v1.j2" in load_template(render.PAIRWISE)
+    assert "option.v2.j2" in load_template(render.PAIRWISE)
+    assert "option.v2.j2" in load_template(render.DETECTION)
 
 
 def test_labels_follow_a_seeded_order_and_both_orders_are_asked():
@@ -116,55 +131,53 @@ def test_clean_description_keeps_one_short_line():
     assert clean_description("Market moves", words) == "Market moves"
 
 
-def test_seeded_order_is_a_permutation():
-    order = render.seeded_order(METHODS, np.random.default_rng(0))
-    assert sorted(order) == sorted(METHODS)
-
-
 def test_a_judge_that_always_answers_a_is_all_ties_and_not_informative():
     """The bookkeeping from per-order verdicts to outcomes, tables and flags (answers written by hand)."""
-    from clvq_judge.judge.rank import comparison_rows, format_table, outcomes_of, summarise
-
     units = [JudgeUnit(unit(s), {"clvq": 0, "sae": 0, "kmeans": 0}) for s in range(10)]
-    asks = plan(units, METHODS, "pairwise", 3, True, seed=0)
-    records = [{"raw": "A", "verdict": "A", "soft": {"A": 0.7, "B": 0.3}, "reask": None} for _ in asks]
+    ctx = context(units)
+    protocol = PROTOCOLS["pairwise"]()
+    asks = protocol.plan(ctx)
+    records = [{"raw": "A", "verdict": "A", "soft": {"A": 0.6, "B": 0.3, "Equal": 0.1}, "reask": None} for _ in asks]
     records[0] = {"raw": "maybe", "verdict": None, "soft": None, "reask": "still unsure"}
-    comparisons = comparison_rows("j", asks, records)
+    tables = protocol.tables("j", asks, records, ctx)
+    comparisons = tables["comparisons"]
     assert comparisons["parse_failed"].sum() == 1 and comparisons.loc[0, "reask_answer"] == "still unsure"
-    outcomes, known, rankings = outcomes_of("j", asks, records, METHODS)
+    outcomes, known = tables["outcomes"], tables["known"]
     assert len(outcomes) == 10 * 3 and len(known) == 10 * 3
     parsed = outcomes.dropna(subset=["score"])
     assert len(parsed) == 29 and (parsed["score"] == 0.5).all() and parsed["inconsistent"].all()
-    # Order-averaged soft preference of a purely positional judge: (0.7 + 0.3) / 2.
+    # Order-averaged soft preference of a purely positional judge: (2/3 + 1/3) / 2.
     assert np.allclose(parsed["soft"], 0.5)
-    pairs, methods = summarise(outcomes, known, rankings, METHODS, "pairwise", 50, 0)
+    frames = protocol.summarise(tables, ctx)
+    pairs, methods = frames["pairs"], frames["methods"]
     assert methods["informative"].eq(False).all() and (methods["judge_known_answer_accuracy"] == 0.5).all()
+    # Its bias: log(0.6 / 0.3) in favour of the first-listed option, on every answer.
+    assert methods["position_bias"].iloc[0] == pytest.approx(np.log(2))
     assert pairs["unparsed"].sum() == 1
-    table = format_table(methods, pairs, comparisons)
+    table = protocol.format(frames)
     ranking_lines = [line for line in table.splitlines() if line.startswith("  ") and not line.startswith("  method")]
     assert ranking_lines and all(line.endswith("NOT INFORMATIVE") for line in ranking_lines)
     assert "1 unparseable" in table
 
 
 def test_listwise_rankings_become_pairwise_outcomes_and_first_places():
-    from clvq_judge.judge.rank import comparison_rows, outcomes_of, summarise
-
     units = [JudgeUnit(unit(s), {}) for s in range(4)]
-    asks = plan(units, METHODS, "listwise", 3, True, seed=0)
+    ctx = context(units)
+    protocol = PROTOCOLS["listwise"]()
+    asks = protocol.plan(ctx)
     # A judge that always ranks clvq first and kmeans last, whatever the labels.
     records = []
     for ask in asks:
         label_of = {m: render.LABELS[i] for i, (m, _, _) in enumerate(ask.shown)}
         ranking = tuple(label_of[m] for m in ("clvq", "sae", "kmeans"))
         records.append({"raw": ">".join(ranking), "verdict": ranking, "soft": None, "reask": None})
-    outcomes, known, rankings = outcomes_of("j", asks, records, METHODS)
+    tables = protocol.tables("j", asks, records, ctx)
+    outcomes, known, rankings = tables["outcomes"], tables["known"], tables["rankings"]
     assert known.empty and len(rankings) == 12 and len(outcomes) == 4 * 3
     assert (outcomes.set_index(["method_a", "method_b"])["score"] == 1).all()
     assert not outcomes["inconsistent"].any()
-    rows = comparison_rows("j", asks, records)
-    assert (rows["verdict"] == "clvq>sae>kmeans").all()
-    pairs, methods = summarise(outcomes, known, rankings, METHODS, "listwise", 20, 0)
-    by = methods.set_index("method")
+    assert (tables["comparisons"]["verdict"] == "clvq>sae>kmeans").all()
+    by = protocol.summarise(tables, ctx)["methods"].set_index("method")
     assert by.loc["clvq", "first_place_rate"] == 1 and by.loc["kmeans", "first_place_rate"] == 0
     assert by.loc["clvq", "win_rate"] == 1 and by.loc["kmeans", "win_rate"] == 0
 
@@ -172,10 +185,10 @@ def test_listwise_rankings_become_pairwise_outcomes_and_first_places():
 def test_two_judges_are_reported_apart_and_pooled():
     import pandas as pd
 
-    from clvq_judge.judge.rank import agreement_table, outcomes_of, summarise
-
     units = [JudgeUnit(unit(s), {"clvq": 0, "sae": 0, "kmeans": 0}) for s in range(6)]
-    asks = plan(units, METHODS, "pairwise", 3, True, seed=0)
+    ctx = context(units, n_boot=20)
+    protocol = PROTOCOLS["pairwise"]()
+    asks = protocol.plan(ctx)
 
     def prefer(method):
         out = []
@@ -187,13 +200,14 @@ def test_two_judges_are_reported_apart_and_pooled():
             out.append({"raw": "AB"[pick], "verdict": "AB"[pick], "soft": None, "reask": None})
         return out
 
-    parts = [outcomes_of(name, asks, prefer(m), METHODS) for name, m in (("j1", "clvq"), ("j2", "sae"))]
-    outcomes, known, rankings = (pd.concat([p[i] for p in parts], ignore_index=True) for i in range(3))
-    pairs, methods = summarise(outcomes, known, rankings, METHODS, "pairwise", 20, 0)
+    parts = [protocol.tables(name, asks, prefer(m), ctx) for name, m in (("j1", "clvq"), ("j2", "sae"))]
+    tables = {k: pd.concat([p[k] for p in parts], ignore_index=True) for k in parts[0]}
+    frames = protocol.summarise(tables, ctx)
+    methods = frames["methods"]
     assert list(dict.fromkeys(methods["judge"])) == ["j1", "j2", "pooled"]
     by = methods.set_index(["judge", "method"])
     assert by.loc[("j1", "clvq"), "win_rate"] == 1 and by.loc[("j2", "sae"), "win_rate"] == 1
     assert by.loc[("pooled", "clvq"), "n"] == 2 * by.loc[("j1", "clvq"), "n"]
     assert methods["informative"].all()  # both always pick the true concept
-    alpha = agreement_table(outcomes, known).set_index("comparisons")["alpha"]
+    alpha = frames["agreement"].set_index("comparisons")["alpha"]
     assert alpha["methods"] < 0.5

@@ -11,18 +11,13 @@ from clvq_judge.cli.main import main
 from clvq_judge.core.errors import UserError
 from clvq_judge.judge.describe import DescribeConfig, describe, read_units
 from clvq_judge.judge.export import ExportConfig, export
+from clvq_judge.judge import schema
+from clvq_judge.judge.judges import JudgesConfig, judges
 from clvq_judge.judge.rank import RankConfig, rank
 
 METHODS = ("clvq", "kmeans")
 
-COMPARISON_COLUMNS = ["judge", "kind", "sentence", "word", "prediction", "order", "labels", "shown", "concepts",
-                      "true_label", "raw_answer", "reask_answer", "verdict_label", "verdict", "parse_failed", "soft",
-                      "prompt", "prompt_sha"]
-PAIR_COLUMNS = ["judge", "method_a", "method_b", "n", "wins", "ties", "losses", "unparsed", "win_rate", "win_rate_low",
-                "win_rate_high", "soft_pref", "soft_low", "soft_high", "p_value", "position_inconsistency"]
-METHOD_COLUMNS = ["judge", "method", "win_rate", "win_rate_low", "win_rate_high", "first_place_rate", "bt_score",
-                  "bt_low", "bt_high", "soft_pref", "known_answer_accuracy", "known_answer_low", "known_answer_high",
-                  "position_inconsistency", "unparsed", "informative"]
+PAIR_COLUMNS, METHOD_COLUMNS = schema.PAIR_COLUMNS, schema.METHOD_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +154,7 @@ def test_describe_then_rank_with_the_embedded_judge(judge_runs, judge_engine, tm
     table = rank(RankConfig(method="clvq", vs=("kmeans",), out=str(out), bootstrap=50, **common))
     assert "judge embedded: known-answer accuracy" in table and "clvq vs kmeans" in table
     comparisons = pd.read_csv(out / "comparisons.csv")
-    assert list(comparisons.columns) == COMPARISON_COLUMNS
+    assert list(comparisons.columns) == schema.COMPARISON_COLUMNS
     # 2 sentences x 1 pair x 2 orders, plus 2 sentences x 2 methods x 2 orders of the known-answer control.
     assert (comparisons["kind"] == "pairwise").sum() == 4 and (comparisons["kind"] == "known_answer").sum() == 8
     assert set(comparisons["order"]) == {0, 1}
@@ -180,3 +175,17 @@ def test_describe_then_rank_with_the_embedded_judge(judge_runs, judge_engine, tm
     done = json.loads((folder / "done.json").read_text())
     assert done["usage"]["embedded"]["requests_sent"] == 0 and done["usage"]["embedded"]["cache_hits"] == 12
     pd.testing.assert_frame_equal(pd.read_csv(folder / "comparisons.csv"), comparisons)
+
+    # The detection protocol through the same lifecycle: yes/no scores per item, AUC per method, its control.
+    detected = rank(RankConfig(method="clvq", vs=("kmeans",), protocol="detection", items=2, show="card",
+                               bootstrap=50, **common))
+    assert "detection AUC" in detected and "known-answer" in detected
+    items = pd.read_csv(folder / "comparisons.csv")
+    assert list(items.columns) == schema.DETECTION_COLUMNS and items["p_yes"].between(0, 1).all()
+    assert set(items["kind"]) <= {"detection", "detection_control"} and items["member"].any() and (~items["member"]).any()
+    methods = pd.read_csv(folder / "methods.csv")
+    assert all(c in methods.columns for c in schema.DETECTION_METHOD_COLUMNS)
+    # Both rankings are kept, and the calibration table lists the judge once per protocol.
+    table = judges(JudgesConfig(run="tiny", runs_dir=str(judge_runs)))
+    calibration = pd.read_csv(folder / "judges.csv")
+    assert set(calibration["protocol"]) == {"pairwise", "detection"} and "embedded" in table

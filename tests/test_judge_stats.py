@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from clvq_judge.judge import stats
+from clvq_judge.judge.labels import normalise_choice
 
 
 def outcomes(rows, judge="j"):
@@ -28,10 +29,10 @@ def test_combine_votes_majority_ties_and_unparsed():
 
 
 def test_soft_preference_is_renormalised_over_offered_labels():
-    probs = stats.normalise_choice({"A": math.log(0.3), "B": math.log(0.1), "C": math.log(0.6)}, ["A", "B"])
+    probs = normalise_choice({"A": math.log(0.3), "B": math.log(0.1), "C": math.log(0.6)}, ["A", "B"])
     assert probs["A"] == pytest.approx(0.75) and probs["B"] == pytest.approx(0.25)
-    assert stats.normalise_choice({"A": -1.0}, ["A", "B"]) is None
-    assert stats.normalise_choice(None, ["A", "B"]) is None
+    assert normalise_choice({"A": -1.0}, ["A", "B"]) is None
+    assert normalise_choice(None, ["A", "B"]) is None
 
 
 def test_win_rate_counts_ties_half_and_ignores_unparsed():

@@ -1,8 +1,12 @@
-"""Judge backends and the options every judging stage shares (`JudgeOptions`, `open_judges`).
+"""Judge backends, a registry like the concept methods', and the options every judging stage shares.
 
-Judge specs: `embedded` (the shipped Qwen2.5-Coder-0.5B-Instruct, in process), `transformers:<HF id or dir>`,
-`openai:<model>` (OpenAI, or any OpenAI-compatible server at --base-url, e.g. `clvq-judge serve` or vLLM's
-server) and `vllm:<model>` (vLLM's offline engine, extra `vllm`).
+A backend is one class in its own module, registered under its spec prefix by `@register`: it has `prefix`,
+`hint` (how a spec names it, for error messages), `backend` (its kind, part of every cache key) and a
+classmethod `open(target, options, device) -> (backend, cache_model)`, and answers `complete(requests)`.
+Specs: `embedded` (an alias of `transformers:embedded`, the shipped Qwen2.5-Coder-0.5B-Instruct in process),
+`transformers:<HF id or dir>`, `llamacpp:<embedded|path.gguf>` (extra `llamacpp`), `openai:<model>` (OpenAI,
+or any OpenAI-compatible server at --base-url, e.g. `clvq-judge serve` or vLLM's server) and
+`vllm:<model>` (vLLM's offline engine, extra `vllm`).
 """
 
 from __future__ import annotations
@@ -13,23 +17,44 @@ from pathlib import Path
 from typing import Literal
 
 from clvq_judge.core.errors import UserError
-from clvq_judge.judge.backends.local import resolve_precision
 from clvq_judge.judge.cache import JudgeCache
 from clvq_judge.judge.pool import CachedJudge, load_price_table
 
 log = logging.getLogger(__name__)
 
-SPEC_HINT = "use embedded, transformers:<HF id or dir>, openai:<model> or vllm:<model>"
+BACKENDS: dict[str, type] = {}
+ALIASES = {"embedded": "transformers:embedded"}
+"""Spec shorthands: what a spec without a prefix stands for."""
 
+
+def register(cls: type) -> type:
+    """Make a backend class known under its `prefix` (one line per backend module)."""
+    BACKENDS[cls.prefix] = cls
+    return cls
+
+
+def spec_hint() -> str:
+    return "use " + ", ".join([*ALIASES, *(BACKENDS[k].hint for k in BACKENDS)])
+
+
+def parse_spec(spec: str) -> tuple[type, str]:
+    """(backend class, target) of a judge spec; one line naming the known specs otherwise."""
+    prefix, _, target = ALIASES.get(spec, spec).partition(":")
+    if prefix not in BACKENDS or not target:
+        raise UserError(f"unknown judge {spec!r}: {spec_hint()}")
+    return BACKENDS[prefix], target
 
 @dataclass
 class JudgeOptions:
     """Which LLM judges answer, and how they are reached. Stage configs inherit these."""
 
     judge: tuple[str, ...] = ("embedded",)
-    """Judge(s): embedded (the shipped Qwen2.5-Coder-0.5B-Instruct, in process), transformers:<HF id or dir>,
-    openai:<model> (OpenAI or any OpenAI-compatible server at --base-url), vllm:<model> (vLLM offline engine).
-    Repeat to use several judges."""
+    """Judge(s): embedded (the shipped Qwen2.5-Coder-0.5B-Instruct, in process through transformers),
+    transformers:<HF id or dir>, llamacpp:<embedded|path.gguf> (llama.cpp in process), openai:<model> (OpenAI or
+    any OpenAI-compatible server at --base-url), vllm:<model> (vLLM offline engine). Repeat to use several."""
+    explainer: str | None = None
+    """Who writes the concept descriptions (a judge spec like --judge); none = the first --judge. A different
+    explainer and judge keep a judge from favouring its own wording; results record which wrote them."""
     base_url: str | None = None
     """OpenAI-compatible server for openai:<model> judges, e.g. http://127.0.0.1:8000/v1 (`clvq-judge serve`)."""
     model: str | None = None
@@ -68,29 +93,14 @@ def judge_specs(options: JudgeOptions) -> list[str]:
     return list(dict.fromkeys(specs))
 
 
+def explainer_spec(options: JudgeOptions) -> str:
+    return options.explainer or judge_specs(options)[0]
+
+
 def open_backend(spec: str, options: JudgeOptions, device: str = "cpu"):
     """The bare backend of one spec, plus the model label its cache keys use."""
-    kind, _, target = spec.partition(":")
-    if spec == "embedded" or (kind == "transformers" and target):
-        from .inprocess import TransformersBackend
-
-        model = "embedded" if spec == "embedded" else target
-        precision = resolve_precision(options.precision, str(device))
-        backend = TransformersBackend(model, precision, options.batch_size, device)
-        # Answers differ (slightly) between precisions, so the cache keeps them apart.
-        suffix = "" if precision == "float32" else f"@{precision}"
-        return backend, model + suffix
-    if kind == "openai" and target:
-        from .http import OpenAIBackend
-
-        backend = OpenAIBackend(target, options.base_url, options.api_key_env, options.concurrency,
-                                options.request_timeout, options.max_retries)
-        return backend, target
-    if kind == "vllm" and target:
-        from .vllm import VLLMBackend
-
-        return VLLMBackend(target, max(options.batch_size, 64)), target
-    raise UserError(f"unknown judge {spec!r}: {SPEC_HINT}")
+    cls, target = parse_spec(spec)
+    return cls.open(target, options, device)
 
 
 def open_judges(options: JudgeOptions, cache_path: Path, device: str = "cpu") -> list[CachedJudge]:
@@ -102,11 +112,9 @@ def open_judges(options: JudgeOptions, cache_path: Path, device: str = "cpu") ->
     """
     specs = judge_specs(options)
     if not specs:
-        raise UserError(f"no judge given: {SPEC_HINT}")
+        raise UserError(f"no judge given: {spec_hint()}")
     for spec in specs:
-        kind, _, target = spec.partition(":")
-        if not (spec == "embedded" or (kind in ("transformers", "openai", "vllm") and target)):
-            raise UserError(f"unknown judge {spec!r}: {SPEC_HINT}")
+        parse_spec(spec)
     prices = load_price_table(options.price_table)
     cache = JudgeCache(cache_path)
     judges = []
@@ -119,4 +127,8 @@ def open_judges(options: JudgeOptions, cache_path: Path, device: str = "cpu") ->
     return judges
 
 
-__all__ = ["NON_RESULT_JUDGE_FIELDS", "CachedJudge", "JudgeOptions", "judge_specs", "open_backend", "open_judges"]
+# Each module registers its backend class; heavy libraries are imported only when a backend opens.
+from . import http, inprocess, llamacpp, vllm  # noqa: E402,F401
+
+__all__ = ["BACKENDS", "NON_RESULT_JUDGE_FIELDS", "CachedJudge", "JudgeOptions", "explainer_spec", "judge_specs", "open_backend",
+           "open_judges", "parse_spec", "register"]

@@ -4,7 +4,7 @@ Verdicts: `max_tokens=1, logprobs=True, top_logprobs=20`, plus vLLM-style `guide
 server that supports constrained output can only answer a label. A label's log-probability is read from
 the first answer token's top-20 list: the entry whose token equals the label, else the best entry whose
 token equals it after stripping whitespace; a label absent from the top 20 gets None. Without
-log-probabilities the answer text is parsed strictly (`parse_choice`).
+log-probabilities the answer text is parsed strictly (`judge.labels.parse_choice`).
 
 Retries of 429, 5xx, timeouts and dropped connections are the `openai` client's own (`max_retries`, with
 backoff and jitter). It does not retry a 200 whose body is not JSON: that is retried here a few times.
@@ -17,12 +17,14 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import time
 from urllib.parse import urlparse
 
 from clvq_judge.core.errors import UserError
 from clvq_judge.judge.client import Completion, Request
+from clvq_judge.judge.labels import label_logprobs, parse_choice
+
+from . import register
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +43,11 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def parse_choice(text: str, choices: tuple[str, ...]) -> str | None:
-    """Strict: the whole answer, less whitespace, quotes, brackets and a final period, must be one label
-    (an optional "Answer:" prefix is allowed). Anything else is unparseable, never guessed."""
-    core = re.sub(r"^\s*(answer|verdict)\s*[:\-]\s*", "", text.strip(), flags=re.IGNORECASE)
-    core = core.strip().strip("\"'`*()[]").rstrip(".").strip()
-    return core if core in choices else None
-
-
-def label_logprobs(top: list[tuple[str, float]], choices: tuple[str, ...]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for label in choices:
-        exact = [lp for tok, lp in top if tok == label]
-        loose = [lp for tok, lp in top if tok.strip() == label]
-        out[label] = exact[0] if exact else (max(loose) if loose else None)
-    return out
-
-
+@register
 class OpenAIBackend:
+    prefix = "openai"
     backend = "openai"
+    hint = "openai:<model>"
 
     def __init__(self, model: str, base_url: str | None, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 4, timeout: float = 600.0, max_retries: int = 5, guided: bool = True):
@@ -81,6 +69,12 @@ class OpenAIBackend:
         self._openai = openai
         self.client = openai.OpenAI(base_url=self.url, api_key=key, max_retries=max_retries, timeout=timeout)
         self._check()
+
+    @classmethod
+    def open(cls, target: str, options, device: str = "cpu") -> tuple[OpenAIBackend, str]:
+        backend = cls(target, options.base_url, options.api_key_env, options.concurrency, options.request_timeout,
+                      options.max_retries)
+        return backend, target
 
     def _check(self) -> None:
         """One call up front: the server answers, the key is accepted, the model is served."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from clvq_judge.judge.client import Completion, Request
 
-from .local import LocalModel, Precision, load_local
+from . import register
+from .local import LocalModel, Precision, load_local, resolve_precision
 
 
 def verdict(model: LocalModel, scored, choices: tuple[str, ...]) -> Completion:
@@ -15,14 +16,24 @@ def verdict(model: LocalModel, scored, choices: tuple[str, ...]) -> Completion:
                       completion_tokens=1, seconds=scored.seconds)
 
 
+@register
 class TransformersBackend:
+    prefix = "transformers"
     backend = "transformers"
+    hint = "transformers:<HF id or dir>"
 
     def __init__(self, model: str, precision: Precision = "auto", batch_size: int = 8, device: str = "cpu"):
         self.model = model
         self.batch_size = batch_size
         self.concurrency = 1
         self.engine = load_local(model, precision, device)
+
+    @classmethod
+    def open(cls, target: str, options, device: str = "cpu") -> tuple[TransformersBackend, str]:
+        precision = resolve_precision(options.precision, str(device))
+        backend = cls(target, precision, options.batch_size, device)
+        # Answers differ (slightly) between precisions, so the cache keeps them apart.
+        return backend, target + ("" if precision == "float32" else f"@{precision}")
 
     def complete(self, requests: list[Request]) -> list[Completion]:
         out: list[Completion | None] = [None] * len(requests)

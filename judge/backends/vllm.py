@@ -10,12 +10,17 @@ import time
 
 from clvq_judge.core.errors import UserError
 from clvq_judge.judge.client import Completion, Request
+from clvq_judge.judge.labels import label_logprobs, parse_choice
 
-from .http import TOP_LOGPROBS, label_logprobs, parse_choice
+from . import register
+from .http import TOP_LOGPROBS
 
 
+@register
 class VLLMBackend:
+    prefix = "vllm"
     backend = "vllm"
+    hint = "vllm:<model>"
 
     def __init__(self, model: str, batch_size: int = 64):
         try:
@@ -29,6 +34,10 @@ class VLLMBackend:
         self.concurrency = 1
         self._vllm = vllm
         self.llm = vllm.LLM(model=resolve_judge_model(model))
+
+    @classmethod
+    def open(cls, target: str, options, device: str = "cpu") -> tuple[VLLMBackend, str]:
+        return cls(target, max(options.batch_size, 64)), target
 
     def complete(self, requests: list[Request]) -> list[Completion]:
         vllm = self._vllm
