@@ -3,6 +3,7 @@ their sparsity, reconstruction, concept lookup and ablation figures as one JSON 
 field sparsity"; docs/evidence/sae_sweep.json).
 
     python experiments/sae_sweep.py RUN_DIR [--topk 16 32 64] [--out sae_sweep.json]
+    python experiments/sae_sweep.py --table sae_sweep.json      # the JSON as the markdown table of the docs
 
 RUN_DIR is a run whose `extract` and `finetune` stages are done (e.g. a copy of the demo run). Each variant
 trains in a sibling run `<run>-sae-<variant>` that links the run's classifier, data and activation cache, so
@@ -95,7 +96,40 @@ def ablate_variant(run_dir: Path, tag: str, protocol: str) -> dict[str, Any]:
     return out
 
 
+def _ci(entry: dict[str, Any]) -> str:
+    return f"{entry['value']:+.3f} [{entry['ci_low']:+.3f}, {entry['ci_high']:+.3f}]"
+
+
+def table(result: dict[str, Any]) -> str:
+    """One row per variant and ablated k: sparsity, fit, lookup, cards and both protocols' drop vs control."""
+    lines = ["| SAE | L0 (eval) | dead latents | own recon. FVU of L_out | L_out lookup FVU | one-word cards | ablated k "
+             "| model: drop vs energy control [95% CI] | paper: drop vs energy control [95% CI] | energy share (model) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in result["variants"]:
+        name = f"TopK k={row['sae_topk']}" if row["sae_topk"] else "ReLU + L1 (paper)"
+        head = (f"| {name} | {row['l0']:.1f} | {row['dead_latents']:,} / {row['latents']:,} | "
+                f"{row['eval_reconstruction_fvu']:.3f} | {row['l_out_lookup_fvu']:.3f} | {row['cards']['one_word_cards_share']:.0%} ")
+        ablation = row.get("ablation") if isinstance(row.get("ablation"), dict) else {}
+        for label, entry in sorted(ablation.items(), key=lambda item: int(item[0].split("k=")[-1])):
+            model, paper = entry.get("model"), entry.get("paper")
+            energy = f"{model['energy_share_concept']:.4f}" if model else "n/a"
+            lines.append(head + f"| {label.split('k=')[-1]} | {_ci(model['drop_vs_energy_control']) if model else 'n/a'} | "
+                         f"{_ci(paper['drop_vs_energy_control']) if paper else 'n/a'} | {energy} |")
+            head = "| | | | | | "
+        if not ablation:
+            lines.append(head + "| | | | |")
+    lines.append(f"\nChosen default k (rule: {result['rule']}): {result['chosen_topk']}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        import sys
+
+        argv = sys.argv[1:]
+    if argv[:1] == ["--table"]:
+        print(table(json.loads(Path(argv[1]).read_text())))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a finished run (extract and finetune done)")
     parser.add_argument("--topk", type=int, nargs="+", default=[16, 32, 64], help="k of the TopK variants")
@@ -114,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         row["ablation"] = ablate_variant(run_dir, row["variant"], args.protocol)
         write_json(args.out, {**result, "ablation": "per variant", "variants": rows})
-    print(json.dumps({r["variant"]: {k: r[k] for k in ("l0", "dead_latents", "eval_reconstruction_fvu",
-                                                         "l_out_lookup_fvu")} for r in rows}, indent=1))
-    print("chosen k:", result["chosen_topk"])
+    print(table({**result, "variants": rows}))
     return 0
 
 
