@@ -12,7 +12,10 @@ mean L_out vector of its concept's training words, as `concept_lookup_fvu`) is r
 - the lookup cross-fitted on the evaluation split (means from the other half of the evaluation sentences);
 - the figure restricted to words whose type occurs in the training selection, to the others, and to starts;
 - the composition of the training selection against the evaluation words (start share, unseen types) and
-  the concept contributing most to the unexplained variance.
+  the concept contributing most to the unexplained variance;
+- with `--kmeans-statistics K`: plain k-means (scikit-learn, K clusters) on L_in in model space and
+  standardised with statistics over the training selection, over its words without the sentence starts,
+  and over the evaluation words: which statistics let the start tokens keep a cluster of their own.
 Written for docs/method.md, "The lookup FVU above 1 on a tiny run" (docs/evidence/lookup_small_data.json).
 """
 
@@ -84,6 +87,8 @@ def analyse(run_dir: Path, methods: list[str], seed: int = 0) -> dict[str, Any]:
         out["methods"][name] = {
             "standardize": method.scaling is not None, "n_concepts": k,
             "lookup_fvu": concept_lookup_fvu(store, ids_train, ids_eval, k, top),
+            "lookup_fvu_recomputed_here": fvu(y_eval, pred),
+            "eval_concepts_empty_in_training": int(np.setdiff1d(np.unique(ids_eval), np.unique(ids_train)).size),
             "lookup_fvu_starts_and_words_apart": fvu(y_eval, apart),
             "lookup_fvu_cross_fitted_on_eval": fvu(y_eval, cross),
             "lookup_fvu_seen_type_words": fvu(y_eval[seen & ~start_eval], pred[seen & ~start_eval]),
@@ -100,13 +105,48 @@ def analyse(run_dir: Path, methods: list[str], seed: int = 0) -> dict[str, Any]:
     return out
 
 
+def kmeans_by_statistics(run_dir: Path, k: int, seed: int = 0) -> dict[str, Any]:
+    from sklearn.cluster import KMeans
+
+    from clvq_judge.core.methods.standardize import fit_stats
+
+    store = ActivationStore(run_dir / "activations")
+    def rows(layer: int, selection: str) -> np.ndarray:
+        return np.concatenate(list(store.iter_chunks(layer, selection))).astype(np.float64)
+
+    x_train, x_eval = rows(store.layer_in, "train"), rows(store.layer_in, "eval")
+    y_train, y_eval = rows(store.layer_out, "train"), rows(store.layer_out, "eval")
+    start_train = store.tokens("train")["is_start"].to_numpy()
+    start_eval = store.tokens("eval")["is_start"].to_numpy()
+    ones = (np.zeros(x_train.shape[1]), np.ones(x_train.shape[1]))
+    out = {}
+    for name, (mu, sd) in {"model space": ones, "statistics over the training selection": fit_stats([x_train]),
+                           "statistics over its words, starts left out": fit_stats([x_train[~start_train]]),
+                           "statistics over the evaluation words": fit_stats([x_eval])}.items():
+        fitted = KMeans(k, n_init=1, random_state=seed).fit((x_train - mu) / sd)
+        ids_train, ids_eval = fitted.labels_, fitted.predict((x_eval - mu) / sd)
+        main_cluster = np.bincount(ids_train[start_train], minlength=k).argmax()
+        out[name] = {
+            "lookup_fvu": fvu(y_eval, class_means(ids_train, y_train, k, y_train.mean(0))[ids_eval]),
+            "starts_cluster_train_start_share": float(start_train[ids_train == main_cluster].mean()),
+            "starts_cluster_eval_start_share": float(start_eval[ids_eval == main_cluster].mean()),
+            "starts_cluster_eval_members": int((ids_eval == main_cluster).sum()),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", type=Path, nargs="+", help="finished runs (read only)")
     parser.add_argument("--methods", nargs="+", default=["clvq", "kmeans"])
+    parser.add_argument("--kmeans-statistics", type=int, default=None, metavar="K",
+                        help="also fit plain k-means with K clusters under different standardisation statistics")
     parser.add_argument("--out", type=Path, default=Path("lookup_small_data.json"))
     args = parser.parse_args(argv)
     result = {"runs": [analyse(r.resolve(), args.methods) for r in args.run_dirs]}
+    if args.kmeans_statistics:
+        for run, folder in zip(result["runs"], args.run_dirs):
+            run["kmeans_by_statistics"] = kmeans_by_statistics(folder.resolve(), args.kmeans_statistics)
     write_json(args.out, result)
     for run in result["runs"]:
         for name, m in run["methods"].items():
