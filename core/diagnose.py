@@ -10,8 +10,9 @@ short table. Every FVU below is the fraction of variance of a layer left unexpla
   words into K groups can do much better, so this bounds what any K-concept lookup can reach).
 - NMI between the method's evaluation partition, k-means on L_in (the run's `kmeans` concepts when they
   exist, else a quick fit) and word identity: whether the concepts are more than clustered words.
-- context use (methods with a decoder, on `--context-sentences` evaluation sentences): the decoder's FVU of
-  its target as is; with each word decoded alone; with each word decoded among another sentence's codes; its
+- context use (methods with a codebook model, `ConceptMethod.codebook_model()`, on `--context-sentences`
+  evaluation sentences): the decoder's FVU of its target as is; with each word decoded alone; with each word
+  decoded among another sentence's codes; its
   per-code average output (over the training words) used as a lookup; the per-code training mean of the
   target; and that mean plus the decoder's context-dependent part (its output minus its per-code average).
 - the encoder's distance from identity (||W - I||_F / ||I||_F, and the mean relative change ||z - x|| / ||x||
