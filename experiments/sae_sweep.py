@@ -32,7 +32,8 @@ MAX_L0 = 64
 MAX_DEAD_SHARE = 0.2
 RULE = (f"among the TopK variants with eval L0 <= {MAX_L0} and at most {MAX_DEAD_SHARE:.0%} of latents dead on the "
         "evaluation words, the lowest eval reconstruction FVU of L_out; FVUs within 0.01 of the lowest count as tied "
-        "and the smallest k among them wins (sparser at equal fit)")
+        "and the smallest k among them wins (sparser at equal fit); if no variant qualifies, the field's usual k = 32")
+FALLBACK_TOPK = 32
 
 
 def variant_run(run_dir: Path, tag: str) -> Path:
@@ -73,11 +74,11 @@ def fit_variant(run_dir: Path, tag: str, topk: int, epochs: int | None) -> dict[
     }
 
 
-def choose(rows: list[dict[str, Any]]) -> int | None:
+def choose(rows: list[dict[str, Any]]) -> int:
     """RULE on the TopK rows (no ablation figure is read)."""
     ok = [r for r in rows if r["sae_topk"] > 0 and r["l0"] <= MAX_L0 and r["dead_share"] <= MAX_DEAD_SHARE]
     if not ok:
-        return None
+        return FALLBACK_TOPK
     best = min(r["eval_reconstruction_fvu"] for r in ok)
     return min(r["sae_topk"] for r in ok if r["eval_reconstruction_fvu"] <= best + 0.01)
 
