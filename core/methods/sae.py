@@ -37,7 +37,7 @@ from .batching import Batch, LayerData
 from .clvq import FVUAccumulator
 from .trainer import NeuralMethod, in_eval_mode
 
-DEFAULT_TOPK = 32
+DEFAULT_TOPK = 64
 """Chosen by the rule stated in experiments/sae_sweep.py before any ablation was looked at."""
 
 
