@@ -22,7 +22,9 @@ Reads `runs/<run>/methods/<method>/` and the activation cache; writes `runs/<run
     left out) joined by spaces, the concept's token marked as ``[[word]]``; for a sentence-start token
     the marked token is put in front. A start-dominated concept is best shown by its example sentences.
 ``summary.json``
-    method, K, concepts in use, perplexity of the usage, start-dominated count.
+    method, K, concepts in use, perplexity of the usage, start-dominated count, the L_out lookup FVU; for
+    neural methods their own reconstruction FVU on the evaluation tokens (`eval_reconstruction_fvu`), and
+    for the SAE also `l0` (mean active latents per token) and `dead_latents` (never active on them).
 """
 
 from __future__ import annotations
@@ -211,6 +213,9 @@ def concepts(config: ConceptsConfig) -> Path:
         with torch.no_grad():
             own = method.evaluate(target, resolve_device(config.device))
         summary.update(reconstruction_layer=method.dims.layer_out, eval_reconstruction_fvu=own["val_fvu"])
+        # Sparse methods (the SAE) report their sparsity beside their FVU: active latents per token and the
+        # latents that never fire on the evaluation tokens.
+        summary.update({key: own[key] for key in ("l0", "dead_latents") if key in own})
     write_json(folder / "summary.json", summary)
     run.finish(stage, config, NON_RESULT_FIELDS, **summary)
     log.info("%s: %d of %d concepts used on %d eval tokens", config.method, summary["used_concepts"], len(vectors), len(ids))

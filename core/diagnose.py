@@ -10,8 +10,9 @@ short table. Every FVU below is the fraction of variance of a layer left unexpla
   words into K groups can do much better, so this bounds what any K-concept lookup can reach).
 - NMI between the method's evaluation partition, k-means on L_in (the run's `kmeans` concepts when they
   exist, else a quick fit) and word identity: whether the concepts are more than clustered words.
-- context use (methods with a decoder, on `--context-sentences` evaluation sentences): the decoder's FVU of
-  its target as is; with each word decoded alone; with each word decoded among another sentence's codes; its
+- context use (methods with a codebook model, `ConceptMethod.codebook_model()`, on `--context-sentences`
+  evaluation sentences): the decoder's FVU of its target as is; with each word decoded alone; with each word
+  decoded among another sentence's codes; its
   per-code average output (over the training words) used as a lookup; the per-code training mean of the
   target; and that mean plus the decoder's context-dependent part (its output minus its per-code average).
 - the encoder's distance from identity (||W - I||_F / ||I||_F, and the mean relative change ||z - x|| / ||x||
@@ -138,24 +139,20 @@ def _load(run: Run, name: str, device) -> ConceptMethod:
     return ConceptMethod.load(folder, device=device)
 
 
-def _has_codebook(method: ConceptMethod) -> bool:
-    return hasattr(getattr(method, "module", None), "quantizer")
-
-
 def initial_method(method: ConceptMethod, store: ActivationStore, device) -> ConceptMethod:
     """The method as `fit` starts it: same config and seed, initialised on the same training split."""
     fresh = type(method)(method.config, method.dims)
-    fresh.module.to(device)
+    fresh.codebook_model().to(device)
     fresh.scaling = method.scaling  # the statistics `fit` computes on the same training words
     data = LayerData(store, "train", method.dims.layer_in, method.dims.layer_out)
     train, _ = data.split(method.config.val_fraction, method.config.seed)
     fresh.initialize(fresh.internal(train), device)
-    fresh.module.eval()
+    fresh.codebook_model().eval()
     return fresh
 
 
 def encoder_report(method: ConceptMethod, x: np.ndarray) -> dict[str, Any]:
-    model = method.module
+    model = method.codebook_model()
     encoder = model.encoder
     xt = method.to_internal(torch.from_numpy(np.require(x, np.float32)).to(model.quantizer.codebook.device))
     with torch.no_grad():
@@ -177,7 +174,7 @@ def encoder_report(method: ConceptMethod, x: np.ndarray) -> dict[str, Any]:
 def context_report(method: ConceptMethod, store: ActivationStore, n_sentences: int, seed: int, device) -> dict[str, Any]:
     """FVU of the decoder's target on a seeded subset of evaluation sentences, with and without context.
     The decoder runs in the method's own (possibly standardised) space; every FVU is taken in the model's."""
-    model = method.module
+    model = method.codebook_model()
     with _eval_mode(model):
         return _context(method, model, store, n_sentences, seed, device)
 
@@ -265,7 +262,8 @@ def diagnose(config: DiagnoseConfig) -> str:
 
     eval_ids = method.assign(eval_in)
     lookup = {"trained": concept_lookup_fvu(store, method.assign(train_in), eval_ids, k, top)}
-    if _has_codebook(method):
+    model = method.codebook_model()
+    if model is not None:
         fresh = initial_method(method, store, device)
         lookup["initialised"] = concept_lookup_fvu(store, fresh.assign(train_in), fresh.assign(eval_in), k, top)
         # Compared in the method's own space: in the model's, a large mean would hide every move.
@@ -275,7 +273,7 @@ def diagnose(config: DiagnoseConfig) -> str:
         # space: where the trained encoder sends each initial code separates a code's own move from the
         # encoder's.
         with torch.no_grad():
-            carried = method.module.encoder(torch.from_numpy(start).to(device)).cpu().numpy()
+            carried = model.encoder(torch.from_numpy(start).to(device)).cpu().numpy()
         beyond = relative_move(book, carried)
         report["codes"] = {"moved_share": float((moved > config.move_tol).mean()), "move_tol": config.move_tol,
                            "median_relative_move": float(np.median(moved)),
@@ -310,11 +308,10 @@ def diagnose(config: DiagnoseConfig) -> str:
         "method_vs_oracle_l_out": nmi(eval_ids, oracle_eval),
         "kmeans_source": source,
     }
-    if _has_codebook(method):
+    if model is not None:
         rows = np.arange(min(len(tokens), config.max_points))
         report["encoder"] = encoder_report(method, store.rows(layer_in, "eval", rows))
-        if hasattr(method.module, "decoder"):
-            report["context"] = context_report(method, store, config.context_sentences, seed, device)
+        report["context"] = context_report(method, store, config.context_sentences, seed, device)
     folder = run.root / "diagnose"
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / f"{config.method}.json", report)

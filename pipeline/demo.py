@@ -56,7 +56,7 @@ QUICK_RUN = "demo-quick"
 QUICK = {
     "finetune": {"max_train": 150, "max_dev": 40},
     "extract": {"ig_steps": 4, "min_count": 2, "chunk_sentences": 64},
-    "train": {"epochs": 2, "n_concepts": 32, "sae_latents": 64, "init_iterations": 5},
+    "train": {"epochs": 2, "n_concepts": 32, "sae_latents": 64, "sae_topk": 8, "init_iterations": 5},
     "ablate": {"folds": 5, "bootstrap": 200, "sae_k": (1,)},
     "judge": {"sentences": 4, "bootstrap": 200},
     "study": {"items": 4, "annotators": 3, "overlap": 1, "attention_checks": 1},

@@ -38,7 +38,7 @@ def study_runs(minilm_run, tmp_path_factory):
             (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, runs / "tiny" / entry.name)
     for method in STUDY_METHODS:
         train(TrainConfig(run="tiny", runs_dir=str(runs), method=method, n_concepts=16, decoder_layers=1, decoder_ff=32,
-                          sae_latents=32, batch_sentences=32, epochs=1, progress=False))
+                          sae_latents=32, sae_topk=8, batch_sentences=32, epochs=1, progress=False))
         concepts(ConceptsConfig(run="tiny", runs_dir=str(runs), method=method, examples=3))
     return runs
 

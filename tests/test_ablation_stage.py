@@ -36,6 +36,7 @@ class FakeSAE(ConceptMethod):
     """Just enough of the SAE interface for ablation: encoder rows and top latents."""
 
     config_class = OptimConfig
+    removal = "span"
 
     def fit(self, data, workdir=None, device="cpu", on_epoch_end=None, progress=False):
         return self

@@ -15,7 +15,7 @@ from clvq_judge.core.methods import METHODS, ConceptMethod, LayerData, get_metho
 from clvq_judge.core.runs import Run
 from clvq_judge.core.train import TrainConfig, train
 
-SMALL = dict(n_concepts=8, decoder_layers=1, decoder_ff=32, sae_latents=32, batch_sentences=32, progress=False)
+SMALL = dict(n_concepts=8, decoder_layers=1, decoder_ff=32, sae_latents=32, sae_topk=8, batch_sentences=32, progress=False)
 
 
 def make_run(tmp_path, model_kind="encoder", name="t"):

@@ -5,10 +5,13 @@ Everything that depends on other stages' file formats lives here, so the math mo
 - Vector methods (clvq, vqvae, kmeans, agglomerative): `concepts/<method>/vectors.npy` [K, D] and
   `assignments.npy` (concept id per row of `tokens.eval.parquet`). Without a concepts folder the fitted
   method in `methods/<method>/` is asked directly (`vectors()`, `assign_vectors(x)`).
-- SAE: the fitted method in `methods/sae/`: `vectors()` are its encoder rows [n_latents, D_in] and
-  `top_latents(x, k)` its k most active latents per vector with their activations. The basis of a token
-  is spanned by the encoder rows of its top-k latents that fire; the first (the token's assigned concept,
-  as in `concepts/`) is kept even when nothing fires, so every token has at least one direction.
+- Span methods (`removal = "span"`, the SAE): the fitted method in `methods/<method>/`: `vectors()` are its
+  encoder rows [n_latents, D_in] and `top_latents(x, k)` its k most active latents per vector with their
+  activations. The basis of a token is spanned by the encoder rows of its top-k latents that fire; the
+  first (the token's assigned concept, as in `concepts/`) is kept even when nothing fires, so every token
+  has at least one direction.
+
+Which kind a method is comes from its class (`ConceptMethod.removal`), never from its name.
 """
 
 from __future__ import annotations
@@ -28,8 +31,15 @@ from .model_level import ModelBatch
 
 log = logging.getLogger(__name__)
 
-SAE = "sae"
-"""The method whose concept at a token is the span of its top-k latents (every other one: one vector)."""
+def removal(method: str) -> str:
+    """How `ablate` removes a registered method's concept: "vector" or "span" (`ConceptMethod.removal`)."""
+    from ..methods import get_method
+
+    return get_method(method).removal
+
+
+def is_span(method: str) -> bool:
+    return removal(method) == "span"
 
 
 def __getattr__(name: str):
@@ -39,7 +49,7 @@ def __getattr__(name: str):
     if name == "METHODS":
         return method_names()
     if name == "VECTOR_METHODS":
-        return tuple(m for m in method_names() if m != SAE)
+        return tuple(m for m in method_names() if not is_span(m))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -49,7 +59,7 @@ def stage_inputs(run: Run, methods: tuple[str, ...]) -> tuple[str, ...]:
     wanted = ["finetune", "extract"]
     for method in methods:
         concepts = f"concepts/{method}"
-        wanted.append(concepts if method != SAE and run.is_done(concepts) else f"methods/{method}")
+        wanted.append(concepts if not is_span(method) and run.is_done(concepts) else f"methods/{method}")
     return tuple(stage for stage in wanted if run.is_done(stage))
 
 
@@ -66,10 +76,13 @@ class ConceptSource:
     """[n_explanations, k] concept ids of each explanation row; -1 = none."""
     layer: int
     """Hidden-state index of the space the directions live in (L_in)."""
+    span: bool = False
+    """The table holds read-out rows of a span method (covectors: never centred, mapped as w * sigma),
+    else concept points (code vectors, centroids)."""
 
     @property
     def label(self) -> str:
-        return f"{self.method} k={self.k}" if self.method == SAE else self.method
+        return f"{self.method} k={self.k}" if self.span else self.method
 
 
 def method_dir(run: Run, method: str) -> Path:
@@ -144,14 +157,17 @@ def vector_source(run: Run, method: str, rows: np.ndarray, x: np.ndarray, n_toke
     return ConceptSource(method, 1, table, ids[:, None], layer)
 
 
-def sae_sources(run: Run, x: np.ndarray, ks: tuple[int, ...], layer: int) -> list[ConceptSource]:
+def span_sources(run: Run, method: str, x: np.ndarray, ks: tuple[int, ...], layer: int) -> list[ConceptSource]:
     """One source per k: the top-k latents firing on each explanation token, and the encoder rows."""
-    fitted = _load_method(run, SAE)
+    fitted = _load_method(run, method)
+    if fitted.removal != "span":
+        raise UserError(f"{method_dir(run, method)} holds a {fitted.name!r} method, which has no latents to span: "
+                        f"retrain it with `clvq-judge train --run {run.name} --method {method} --force`")
     table = np.asarray(fitted.vectors(), dtype=np.float32)
     ids, values = fitted.top_latents(x, max(ks))
     ids = np.array(ids, dtype=np.int64)
     ids[:, 1:][np.asarray(values)[:, 1:] <= 0] = -1
-    return [ConceptSource(SAE, k, table, ids[:, :k], layer) for k in ks]
+    return [ConceptSource(method, k, table, ids[:, :k], layer, span=True) for k in ks]
 
 
 # --- the classifier side -----------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -82,8 +82,8 @@ COLUMNS = ["method", "k", "label", "protocol", "condition", "accuracy", "std", "
 
 @dataclass
 class AblateConfig(RunOptions):
-    method: tuple[str, ...] = sources.METHODS
-    """Concept methods to evaluate (clvq, vqvae, sae, kmeans, agglomerative); several allowed."""
+    method: tuple[str, ...] = field(default_factory=lambda: sources.METHODS)
+    """Concept methods to evaluate (clvq, vqvae, sae, kmeans, agglomerative, or any registered one); several allowed."""
     protocol: Literal["both", "paper", "model"] = "both"
     """paper (MLP probe on the L_in sentence vector), model (hook inside the classifier), or both."""
     folds: int = 20
@@ -91,7 +91,7 @@ class AblateConfig(RunOptions):
     seed: int | None = None
     """Seed of folds, probes, random controls and bootstrap; none = the run's seed."""
     sae_k: tuple[int, ...] = (1, 5, 10)
-    """For the SAE: remove the span of the top-k latents' encoder rows, one result per k."""
+    """For span methods (the SAE): remove the span of the top-k latents' encoder rows, one result per k."""
     top_k_words: int = 1
     """Explanation tokens per sentence: remove the concepts of its k most salient words together."""
     probe_target: Literal["label", "prediction"] = "label"
@@ -131,7 +131,7 @@ def _validate(config: AblateConfig) -> None:
     unknown = sorted(set(config.method) - set(sources.METHODS))
     if unknown or not config.method:
         raise UserError(f"unknown --method {' '.join(unknown) or '(none)'}: use some of {', '.join(sources.METHODS)}")
-    if sources.SAE in config.method and (not config.sae_k or min(config.sae_k) < 1):
+    if any(sources.is_span(m) for m in config.method) and (not config.sae_k or min(config.sae_k) < 1):
         raise UserError("--sae-k needs positive integers, e.g. --sae-k 1 5 10")
     if config.top_k_words < 1:
         raise UserError("--top-k-words must be at least 1")
@@ -367,7 +367,7 @@ class _Space:
         scaling = self.scaling(source.layer)
         if scaling is None:
             return source
-        table = source.table * scaling.std.numpy() if source.method == sources.SAE else scaling.apply(source.table)
+        table = source.table * scaling.std.numpy() if source.span else scaling.apply(source.table)
         return dataclasses.replace(source, table=np.asarray(table, dtype=np.float32))
 
 
@@ -411,8 +411,8 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
         if layer not in x_cache:
             x_cache[layer] = store.rows(layer, "eval", explanations["row"].to_numpy())
         x_expl = x_cache[layer]
-        if method == sources.SAE:
-            variants = sources.sae_sources(run, x_expl, tuple(config.sae_k), layer)
+        if sources.is_span(method):
+            variants = sources.span_sources(run, method, x_expl, tuple(config.sae_k), layer)
         else:
             variants = [sources.vector_source(run, method, explanations["row"].to_numpy(), x_expl, len(tokens), layer)]
             if config.center_directions and not space.standardized:  # z's training mean is 0 already
@@ -422,7 +422,7 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
         for source in variants:
             source = space.table(source)
             bases = make_bases(source, explanations, sentence_list, config.top_k_words, seed)
-            centered = method != sources.SAE and (config.center_directions or space.standardized)
+            centered = not source.span and (config.center_directions or space.standardized)
             entry = summary.setdefault(source.label, {"method": source.method, "k": source.k, "layer": layer,
                                                       "space": config.space, "directions_centered": centered})
             if probes is not None:

@@ -32,7 +32,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -136,11 +136,29 @@ def register(cls: type[ConceptMethod]) -> type[ConceptMethod]:
     return cls
 
 
+class CodebookModel(Protocol):
+    """What `diagnose` inspects of a method with a learned codebook and a decoder (CLVQ-VAE, VQ-VAE), all in
+    the method's own (possibly standardised) space: `encoder(x)` maps L_in rows to the code space;
+    `quantizer.codebook` [K, D] and `quantizer.nearest(z)` -> code ids; `decode(q, codes, mask, positions)`
+    turns code vectors [B, L, D] back into the target layer [B, L, D_out]."""
+
+    encoder: Callable[[torch.Tensor], torch.Tensor]
+    quantizer: Any
+
+    def decode(self, q: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor,
+               positions: torch.Tensor | None) -> torch.Tensor: ...
+
+
 class ConceptMethod(ABC):
     """fit(train) -> self; assign(eval) -> concept id per token; vectors() -> [K, D_in]; save / load."""
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type] = OptimConfig
+    removal: ClassVar[Literal["vector", "span"]] = "vector"
+    """How `ablate` removes this method's concept at a token. "vector": the row of `vectors()` of the token's
+    concept, a point of L_in (centred with --center-directions and standardised like the data). "span": the
+    span of the rows of `vectors()` of the token's k most active latents, `top_latents(x, k)`, one result
+    per --sae-k; those rows are read-out rows (covectors), never centred, mapped as w * sigma into z."""
 
     def __init__(self, config: Any, dims: MethodDims):
         self.config = config
@@ -185,6 +203,17 @@ class ConceptMethod(ABC):
 
     @abstractmethod
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None: ...
+
+    def top_latents(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Span methods (`removal = "span"`): per row of x [N, D_in] its k most active latents (int64 [N, k],
+        descending; the first is `assign_vectors(x)`) and their activations ([N, k]; <= 0 = does not fire)."""
+        raise NotImplementedError(f"{self.name} removes one concept vector per token (removal = {self.removal!r})")
+
+    def codebook_model(self) -> CodebookModel | None:
+        """The codebook model `diagnose` inspects (see `CodebookModel`); None for a method without one (its
+        diagnostics are then the lookup and NMI figures only). A method returning one is a `NeuralMethod`:
+        `diagnose` rebuilds it untrained and calls its `initialize` to compare with the initial codebook."""
+        return None
 
     @property
     def n_concepts(self) -> int:

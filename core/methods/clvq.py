@@ -267,6 +267,9 @@ class CLVQMethod(NeuralMethod):
     def model(self) -> CLVQModel:
         return self.module  # type: ignore[return-value]
 
+    def codebook_model(self) -> CLVQModel:
+        return self.model
+
     def initialize(self, data: LayerData, device: torch.device) -> None:
         cfg = self.config
         x = torch.from_numpy(data.sample_rows(data.layer_in, cfg.init_max_vectors, cfg.seed)).to(device)

@@ -1,12 +1,20 @@
-"""Sparse autoencoder baseline (spec section 3): untied ReLU SAE (L1) or TopK SAE, L_in -> L_out.
+"""Sparse autoencoder baseline (spec section 3): TopK SAE (default) or the paper's ReLU SAE with an L1
+penalty, untied, L_in -> L_out.
 
-    pre = W_enc (x - b_in) + b_enc,  h = ReLU(pre) (or keep the top k of ReLU(pre)),  y = W_dec h + b_dec
+    pre = W_enc (x - b_in) + b_enc,  h = TopK(pre) (keep the k largest, ReLU them) or ReLU(pre),  y = W_dec h + b_dec
+
+TopK (Gao et al. 2024, "Scaling and evaluating sparse autoencoders") fixes the sparsity the field trains
+at (L0 <= k, a few dozen of thousands of latents) instead of leaving it to an L1 coefficient: on the demo
+the paper's 1e-4 on standardised inputs kept about 750 of 3,840 latents active per token, where removing a
+token's top 1-10 encoder rows cannot matter. `--sae-topk 0` is the paper's L1 variant. The default k comes
+from the sweep in experiments/sae_sweep.py (docs/method.md, "The SAE at field sparsity").
 
 Decoder columns are renormalised to unit length after each step so the L1 penalty cannot be dodged by
-shrinking h and growing W_dec. A token's concept is its most active latent (argmax of `pre`, which equals
-the argmax of h whenever any latent fires). `vectors()` returns the **encoder rows** W_enc[j] (in the
-L_in space, what reads a concept out of L_in); `decoder_directions()` gives the decoder columns (L_out
-space). `top_latents` / `encoder_rows` serve ablation: the span of the top-k encoder rows firing on a token.
+shrinking h and growing W_dec (and a TopK latent's activation is its contribution's length). A token's
+concept is its most active latent (argmax of `pre`, which equals the argmax of h whenever any latent
+fires). `vectors()` returns the **encoder rows** W_enc[j] (in the L_in space, what reads a concept out of
+L_in); `decoder_directions()` gives the decoder columns (L_out space). Ablation removes the span of the
+encoder rows of a token's top-k latents (`removal = "span"`, `top_latents`).
 
 With `--standardize` the SAE reads and reconstructs standardised vectors; in the model's space an encoder
 row w becomes w / sigma_in (it reads the same latent up to a constant) and a decoder column d becomes
@@ -16,6 +24,7 @@ sigma_out * d, and the reported FVU is the model-space one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,6 +37,9 @@ from .batching import Batch, LayerData
 from .clvq import FVUAccumulator
 from .trainer import NeuralMethod, in_eval_mode
 
+DEFAULT_TOPK = 64
+"""Chosen by the rule stated in experiments/sae_sweep.py before any ablation was looked at."""
+
 
 @dataclass
 class SAEConfig(OptimConfig):
@@ -35,12 +47,20 @@ class SAEConfig(OptimConfig):
 
     sae_latents: int | None = option(None, ge=1)
     """Number of latents; None = 10 x the hidden size (paper: 4096 for 768-d)."""
+    sae_topk: int | None = option(DEFAULT_TOPK, ge=0)
+    """Latents kept per token (TopK SAE, at most this many fire: L0 <= k); 0 or none = the paper's ReLU SAE
+    with the L1 penalty --sae-l1 instead (L0 then follows from the coefficient; about 750 of 3,840 on the demo)."""
     sae_l1: float = option(1e-4, ge=0)
-    """L1 coefficient on latent activations (ReLU SAE)."""
-    sae_topk: int | None = option(None, ge=1)
-    """If set, a TopK SAE keeping this many latents per token (the L1 term is then dropped)."""
+    """L1 coefficient on latent activations (only the ReLU SAE, --sae-topk 0; paper: 1e-4)."""
     sae_single_layer: bool = False
     """Reconstruct L_in itself instead of L_out (single-layer SAE)."""
+
+    legacy_defaults: ClassVar[dict[str, Any]] = {"sae_topk": 0}
+
+    @property
+    def topk(self) -> int | None:
+        """k of a TopK SAE; None for the ReLU + L1 SAE."""
+        return self.sae_topk or None
 
 
 class SAEModel(nn.Module):
@@ -54,9 +74,10 @@ class SAEModel(nn.Module):
             w = torch.nn.functional.normalize(torch.randn(d_out, latents), dim=0)
             self.decoder.weight.copy_(w)
             self.decoder.bias.zero_()
-            # Encoder starts as the decoder's transpose (a good untied start), scaled so that the ~half of
-            # the latents firing at first sum to a reconstruction of the input's scale, not 10x it.
-            scale = min(1.0, 2.0 * d_out / latents)
+            # Encoder starts as the decoder's transpose (a good untied start). A ReLU SAE first fires about
+            # half its latents, so it is scaled for those to sum to the input's scale, not 10x it; a TopK
+            # SAE fires k, as in Gao et al.'s unscaled transpose.
+            scale = 1.0 if topk else min(1.0, 2.0 * d_out / latents)
             enc = w.T if d_in == d_out else torch.randn(latents, d_in) / d_in**0.5
             self.encoder.weight.copy_(scale * enc)
             self.encoder.bias.zero_()
@@ -65,11 +86,12 @@ class SAEModel(nn.Module):
         return self.encoder(x - self.input_bias)
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(pre)
-        if self.topk is not None and self.topk < h.shape[-1]:
-            values, idx = torch.topk(h, self.topk, dim=-1)
-            h = torch.zeros_like(h).scatter_(-1, idx, values)
-        return h
+        if self.topk is None or self.topk >= pre.shape[-1]:
+            return torch.relu(pre)
+        # The k largest pre-activations, ReLU'd (a latent of the top k with pre <= 0 does not fire); the
+        # gradient reaches exactly the kept latents through `values`.
+        values, idx = torch.topk(pre, self.topk, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, idx, torch.relu(values))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.activate(self.preactivation(x))
@@ -84,6 +106,7 @@ class SAEModel(nn.Module):
 class SAEMethod(NeuralMethod):
     name = "sae"
     config_class = SAEConfig
+    removal = "span"
 
     @classmethod
     def target_layer(cls, config: SAEConfig, layer_in: int, layer_out: int) -> int:
@@ -92,10 +115,11 @@ class SAEMethod(NeuralMethod):
     @classmethod
     def check(cls, config: SAEConfig, dims: MethodDims) -> list[str]:
         latents = config.sae_latents or 10 * dims.d_in
-        if config.sae_topk is not None and config.sae_topk >= latents:
-            raise UserError(f"--sae-topk {config.sae_topk} keeps all {latents} latents, so nothing is sparse: pass a smaller --sae-topk")
-        if config.sae_topk is not None and config.sae_l1 != SAEConfig.sae_l1:
-            return [f"--sae-l1 {config.sae_l1} is ignored: a TopK SAE (--sae-topk) has no L1 term"]
+        if config.topk is not None and config.topk >= latents:
+            raise UserError(f"--sae-topk {config.topk} keeps all {latents} latents, so nothing is sparse: pass a "
+                            f"smaller --sae-topk (or --sae-topk 0 for the L1 SAE)")
+        if config.topk is not None and config.sae_l1 != SAEConfig.sae_l1:
+            return [f"--sae-l1 {config.sae_l1} is ignored: a TopK SAE has no L1 term (--sae-topk 0 trains the L1 SAE)"]
         return []
 
     @property
@@ -103,7 +127,7 @@ class SAEMethod(NeuralMethod):
         return self.config.sae_latents or 10 * self.dims.d_in
 
     def build(self) -> SAEModel:
-        return SAEModel(self.dims.d_in, self.dims.d_out, self.latents, self.config.sae_topk)
+        return SAEModel(self.dims.d_in, self.dims.d_out, self.latents, self.config.topk)
 
     @property
     def model(self) -> SAEModel:
@@ -116,6 +140,19 @@ class SAEMethod(NeuralMethod):
         with torch.no_grad():
             self.model.input_bias.copy_(torch.from_numpy(x.mean(0)).to(device))
             self.model.decoder.bias.copy_(torch.from_numpy(y.mean(0)).to(device))
+            if self.model.topk is not None:
+                self._scale_encoder(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
+
+    def _scale_encoder(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Scale the initial encoder by the least-squares factor between its first reconstructions and the
+        targets' deviations. How many of its k latents' unit columns add up depends on k, the width and
+        the dimension (with k near the dimension they overshoot many times); TopK selection and ReLU are
+        unchanged by a positive factor while the encoder bias is 0, so h and the reconstruction scale by it."""
+        bias = self.model.decoder.bias
+        r = self.model(x)[0] - bias
+        s = float((r * (y - bias)).sum() / (r * r).sum().clamp_min(1e-12))
+        if s > 0:
+            self.model.encoder.weight.mul_(s)
 
     def after_step(self) -> None:
         self.model.normalize_decoder()
@@ -124,7 +161,7 @@ class SAEMethod(NeuralMethod):
         recon, h = self.model(x)
         mse = torch.mean((recon - y) ** 2)
         sparsity = h.sum(-1).mean()
-        l1 = 0.0 if self.config.sae_topk is not None else self.config.sae_l1
+        l1 = 0.0 if self.config.topk is not None else self.config.sae_l1
         return mse + l1 * sparsity, mse, h, recon
 
     def step_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -166,10 +203,13 @@ class SAEMethod(NeuralMethod):
     @torch.no_grad()
     def top_latents(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Per token the k most active latents (by pre-activation, descending) and their activations
-        h (0 where a latent in the top k does not fire)."""
+        h (0 where a latent in the top k does not fire: below zero, or beyond a TopK SAE's own k)."""
         pre = self._pre(x)
         values, idx = torch.topk(pre, min(k, pre.shape[-1]), dim=-1)
-        return idx.cpu().numpy().astype(np.int64), torch.relu(values).cpu().numpy()
+        values = torch.relu(values)
+        if self.config.topk is not None:
+            values[:, self.config.topk :] = 0  # ranked past the SAE's own k: it does not fire
+        return idx.cpu().numpy().astype(np.int64), values.cpu().numpy()
 
     def encoder_rows(self, latents: np.ndarray) -> np.ndarray:
         """Encoder weight vectors (L_in space) of the given latent ids, shape latents.shape + (D_in,)."""
