@@ -62,14 +62,20 @@ def measure(runs_dir: Path, run: str, work: Path, spec: str, protocol: str, show
     start = time.perf_counter()
     table = rank(config)
     wall = time.perf_counter() - start
-    judge_dir = folder / run / "judge"
+    return summarise_ranking(folder / run / "judge", wall, table)
+
+
+def summarise_ranking(judge_dir: Path, wall: float | None, table: str = "") -> dict:
+    """One candidate's entry from a finished ranking folder (rank's judge/ or one of judge/results/*)."""
     done = read_json(judge_dir / "done.json")
-    usage = next(iter(done["usage"].values()))
+    config = done["config"]
+    spec, usage = next(iter(done["usage"].items()))
     frame = pd.read_csv(judge_dir / "methods.csv")
     head = frame.iloc[0]
     out = {
-        "judge": spec, "protocol": protocol, "show": show, "precision": precision, "sentences": sentences,
-        "methods": methods, "wall_seconds": round(wall, 1),
+        "judge": spec, "protocol": done.get("protocol", "pairwise"), "show": config.get("show"),
+        "precision": config.get("precision"), "sentences": done.get("n_units"),
+        "methods": done.get("methods"), "wall_seconds": round(wall, 1) if wall is not None else None,
         "requests": int(usage.get("requests_sent", 0)), "prompt_tokens": int(usage.get("prompt_tokens", 0)),
         "seconds_per_request": round(usage.get("seconds", 0.0) / max(1, usage.get("requests_sent", 1)), 3),
         "known_answer": [float(head.get("judge_known_answer_accuracy", math.nan)),
@@ -123,7 +129,8 @@ def render(data: dict) -> str:
         incons = f"{c['position_inconsistency']:.2f}" if "position_inconsistency" in c else "-"
         lines.append(f"| {model} | {runtime} ({c['precision']}) | {c['protocol']} | {c['show']} | {fmt(c['known_answer'])}"
                      f"{'' if c['informative'] else ' (not informative)'} | {incons} | {bias} | "
-                     f"{c['seconds_per_request']:.2f} | {c['requests']} | {c['wall_seconds']:.0f} |")
+                     f"{c['seconds_per_request']:.2f} | {c['requests']} | "
+                     f"{'-' if c['wall_seconds'] is None else round(c['wall_seconds'])} |")
     lines += ["", "Per method (what each candidate would report):", ""]
     for c in data["candidates"]:
         lines.append(f"- **{data['models'].get(c['judge'], c['judge'])}, {c['judge'].split(':')[0]}, {c['protocol']}**:")
@@ -149,21 +156,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--model-name", action="append", default=[], help="SPEC=readable model name")
     parser.add_argument("--note", action="append", default=[])
+    parser.add_argument("--adopt", action="append", default=[],
+                        help="a finished ranking folder (a run's judge/results/<protocol>-<hash>) to add as measured")
     parser.add_argument("--render", help="print docs/judges.md from this JSON")
     args = parser.parse_args(argv)
     if args.render:
         sys.stdout.write(render(json.loads(Path(args.render).read_text())))
         return 0
-    runs_dir, out = Path(args.runs_dir), Path(args.out)
+    out = Path(args.out)
+    runs_dir = Path(args.runs_dir) if args.runs_dir else None
     data = json.loads(out.read_text()) if out.exists() else None
     if data is None:
-        info = read_json(runs_dir / args.run / "run.json")
+        info = read_json(runs_dir / args.run / "run.json") if runs_dir else {}
         data = {"source": out.name, "date": time.strftime("%Y-%m-%d"), "run": args.run,
                 "dataset": info.get("dataset"), "model": info.get("model"), "seed": info.get("seed"),
                 "methods": args.methods, "sentences": args.sentences, "cpu": cpu_info(), "models": {},
                 "candidates": [], "notes": []}
     data["models"].update(dict(item.split("=", 1) for item in args.model_name))
     data["notes"] += args.note
+    for folder in args.adopt:
+        data["candidates"].append(summarise_ranking(Path(folder), None))
+        write_json(out, data)
     for i, candidate in enumerate(args.candidate, start=len(data["candidates"])):
         spec, protocol, show = candidate.split("|")
         print(f"measuring {spec} {protocol} {show}", flush=True)

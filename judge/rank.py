@@ -54,6 +54,11 @@ log = logging.getLogger(__name__)
 
 
 
+DEFAULT_PROTOCOL = "calibrated"
+"""Chosen from docs/judges.md: with the embedded judge no protocol clears its control; calibrated costs what
+pairwise costs and removes the first-position preference that makes plain pairwise all ties."""
+
+
 @dataclass
 class RankConfig(SampleOptions, JudgeOptions, RunOptions):
     """Options of `clvq-judge rank`."""
@@ -62,10 +67,11 @@ class RankConfig(SampleOptions, JudgeOptions, RunOptions):
     """The focus method; it is compared with every --vs method (and those with each other)."""
     vs: tuple[str, ...] = ()
     """Methods to compare with (repeatable); none = every other method with finished concepts."""
-    protocol: str = "pairwise"
-    """Judge protocol (judge/protocols/): pairwise (every pair in both orders, with a tie answer), calibrated
-    (pairwise read from log-probabilities with the position bias removed), listwise (all methods ranked at once
-    under several orders) or detection (is the marked word of a sentence an instance of the concept?)."""
+    protocol: str = DEFAULT_PROTOCOL
+    """Judge protocol (judge/protocols/): calibrated (the default: pairwise questions read from
+    log-probabilities with the position bias removed), pairwise (every pair in both orders, with a tie answer),
+    listwise (all methods ranked at once under several orders) or detection (is the marked word of a sentence
+    an instance of the concept?). docs/judges.md has each one's measured control."""
     permutations: int = 3
     """Listwise: seeded orders of the methods per sentence."""
     items: int = 4

@@ -44,7 +44,7 @@ from clvq_judge.human_eval.simulate import KIND, SimulateConfig, simulate_study
 from clvq_judge.human_eval.store import Store
 from clvq_judge.judge.backends import JudgeOptions
 from clvq_judge.judge.describe import DescribeConfig, describe
-from clvq_judge.judge.rank import RankConfig, rank
+from clvq_judge.judge.rank import DEFAULT_PROTOCOL, RankConfig, rank
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ class DemoConfig(JudgeOptions, RunOptions):
     """Methods the judge ranks and the study shows (the first is the focus): CLVQ-VAE, clustering, SAE."""
     sentences: int = option(12, ge=1)
     """Evaluation sentences the judge describes and ranks."""
+    protocol: str = DEFAULT_PROTOCOL
+    """Judge protocol (see `clvq-judge rank --help`): calibrated, pairwise, listwise or detection."""
     study_items: int = option(30, ge=1)
     """Sentences in the human study (each shown under every compared method)."""
     simulated: int = option(3, ge=0)
@@ -209,12 +211,15 @@ def run_demo(config: DemoConfig) -> str:
         folder = run.stage_dir("judge")
         timer("describe", describe, DescribeConfig(**common, **judge, **sample, method=config.compare),
               markers=tuple(folder / "descriptions" / f"{m}.jsonl" for m in config.compare))
-        table = timer("rank", rank, RankConfig(**common, **judge, **sample, method=config.compare[0],
+        table = timer("rank", rank, RankConfig(**common, **judge, **sample, method=config.compare[0], protocol=config.protocol,
                                                vs=config.compare[1:], bootstrap=QUICK["judge"]["bootstrap"] if quick else 1000),
                       markers=(folder / "done.json",))
-        lines.append(f"  judge        blinded pairwise ranking of {', '.join(config.compare)} on {config.sentences} "
-                     f"sentences, both orders, known-answer control   -> {run.stage_dir('judge')}")
+        lines.append(f"  judge        blinded {config.protocol} judging of {', '.join(config.compare)} on {config.sentences} "
+                     f"sentences, known-answer control   -> {run.stage_dir('judge')}")
         lines += ["    " + line for line in table.splitlines() if line.strip()]
+        if "NOT INFORMATIVE" in table:
+            lines.append("    the judge does not clear its own known-answer control here, so these lines measure nothing; "
+                         "every candidate's measured control is in docs/judges.md (use a capable judge: --judge openai:MODEL)")
     if "study" in config.axes:
         lines += _study_axis(config, common, judge, timer)
     report = timer("report", build_report, ReportConfig(run=config.run, runs_dir=config.runs_dir,

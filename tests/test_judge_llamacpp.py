@@ -51,6 +51,7 @@ def test_prefix_reuse_changes_numbers_only_at_rounding_level(llama_judge):
     first = engine.render(FRUIT.chat())
     second = engine.render(TRUCK.chat())
     ids = engine.label_tokens(("A", "B"))
+    engine.llm.reset()
     cold = engine.score(first, ids)
     engine.score(second, ids)  # shares the system prompt and most of the question with `first`
     warm = engine.score(first, ids)

@@ -146,9 +146,11 @@ def test_describe_then_rank_with_the_embedded_judge(judge_runs, judge_engine, tm
     folder = judge_runs / "tiny" / "judge"
     rows = [json.loads(line) for line in (folder / "descriptions" / "clvq.jsonl").read_text().splitlines()]
     assert rows and all(r["prompt"] == "explainer.v1.j2" and len(r["prompt_sha"]) == 12 for r in rows)
-    assert json.loads((folder / "describe.json").read_text())["usage"]["requests_sent"] == len(
-        {r["concept"] for r in rows}) + len(
-        {json.loads(line)["concept"] for line in (folder / "descriptions" / "kmeans.jsonl").read_text().splitlines()})
+    every = rows + [json.loads(line) for line in (folder / "descriptions" / "kmeans.jsonl").read_text().splitlines()]
+    # One request per concept, plus one re-ask for each answer that was empty or echoed the word list.
+    assert json.loads((folder / "describe.json").read_text())["usage"]["requests_sent"] == len(every) + sum(
+        r["reask"] is not None for r in every)
+    assert all(r["not_a_description"] == (r["description"] == "") for r in every)
 
     out = tmp_path / "results"
     table = rank(RankConfig(method="clvq", vs=("kmeans",), out=str(out), bootstrap=50, **common))
