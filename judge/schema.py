@@ -24,14 +24,14 @@ METHOD_COLUMNS = ["judge", "method", "n", "wins", "ties", "losses", "unparsed", 
 AGREEMENT_COLUMNS = ["judges", "comparisons", "alpha", "note"]
 
 DETECTION_COLUMNS = ["judge", "kind", "sentence", "method", "concept", "role", "item", "item_row", "item_word",
-                     "member", "raw_answer", "reask_answer", "p_yes", "parse_failed", "seconds", "prompt", "prompt_sha"]
+                     "member", "on_card", "raw_answer", "reask_answer", "p_yes", "parse_failed", "seconds", "prompt", "prompt_sha"]
 """comparisons.csv of the detection protocol: one row per (concept, item sentence) question."""
 
 DETECTION_METHOD_COLUMNS = ["judge", "method", "n", "detection_auc", "detection_auc_low", "detection_auc_high",
                             "detection_accuracy", "detection_accuracy_low", "detection_accuracy_high",
                             "known_answer_accuracy", "known_answer_low", "known_answer_high",
                             "judge_known_answer_accuracy", "judge_known_answer_low", "judge_known_answer_high",
-                            "unparsed", "informative"]
+                            "string_match_auc", "string_match_known_answer", "unparsed", "informative"]
 """methods.csv of the detection protocol."""
 
 DETECTION_PAIR_COLUMNS = ["judge", "method_a", "method_b", "n", "auc_difference", "auc_difference_low",

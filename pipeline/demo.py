@@ -90,8 +90,9 @@ class DemoConfig(JudgeOptions, RunOptions):
     """Concept methods to train and ablate (default: every registered one)."""
     compare: tuple[str, ...] = ("clvq", "kmeans", "sae")
     """Methods the judge ranks and the study shows (the first is the focus): CLVQ-VAE, clustering, SAE."""
-    sentences: int = option(12, ge=1)
-    """Evaluation sentences the judge describes and ranks."""
+    sentences: int = option(8, ge=1)
+    """Evaluation sentences the judge describes and ranks (8 keeps the embedded judge within a quarter of the
+    demo's time on 2 cores; pass more with a capable judge)."""
     protocol: str = DEFAULT_PROTOCOL
     """Judge protocol (see `clvq-judge rank --help`): calibrated, pairwise, listwise or detection."""
     study_items: int = option(30, ge=1)

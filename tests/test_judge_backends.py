@@ -159,3 +159,34 @@ def test_price_table_cost(tmp_path, judge_engine):
     with pytest.raises(UserError) as exc:
         open_judges(JudgeOptions(price_table=str(table)), tmp_path / "c.sqlite")
     assert "price table" in one_line(exc)
+
+
+def test_embedded_gguf_is_assembled_once_and_a_bad_checksum_is_refused(tmp_path, monkeypatch):
+    """The chunked GGUF judges (the 1.5B one's 22 packages are an extra) assemble into the cache atomically."""
+    import hashlib
+    import sys
+    import types
+
+    from clvq_judge.judge import embedded
+
+    monkeypatch.setenv("CLVQ_JUDGE_CACHE", str(tmp_path / "cache"))
+    data = [b"GGUF" + b"a" * 50, b"b" * 30]
+    for i, chunk in enumerate(data):
+        (tmp_path / f"p{i}").write_bytes(chunk)
+        module = types.ModuleType(f"fake_part{i}")
+        module.get_part_path = lambda i=i: str(tmp_path / f"p{i}")
+        monkeypatch.setitem(sys.modules, f"fake_part{i}", module)
+    whole = b"".join(data)
+    good = embedded.EmbeddedGGUF("x.gguf", ("fake_part0", "fake_part1"), len(whole),
+                                 hashlib.sha256(whole).hexdigest(), "x")
+    monkeypatch.setitem(embedded.GGUFS, "fake", good)
+    path = embedded.gguf_path("fake")
+    assert path.read_bytes() == whole and not list((path.parent / ".partial").iterdir())
+    monkeypatch.setitem(embedded.GGUFS, "bad", embedded.EmbeddedGGUF("y.gguf", good.packages, good.size, "0" * 64, "x"))
+    with pytest.raises(UserError) as exc:
+        embedded.gguf_path("bad")
+    assert "checksum" in one_line(exc) and not (path.parent / "y.gguf").exists()
+    monkeypatch.setitem(embedded.GGUFS, "missing", embedded.EmbeddedGGUF("z.gguf", ("no_such_part",), 1, "0", "judge-large"))
+    with pytest.raises(UserError) as exc:
+        embedded.gguf_path("missing")
+    assert "clvq-judge[judge-large]" in one_line(exc)

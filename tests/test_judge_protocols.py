@@ -113,11 +113,11 @@ def test_detection_auc_accuracy_and_known_answer_on_hand_made_probabilities():
             for item, member in enumerate([True, True, False, False]):
                 rows.append({"judge": "j", "kind": "detection", "sentence": sentence, "method": method, "concept": 1,
                              "role": "true", "item": item, "member": member, "p_yes": pos if member else neg,
-                             "parse_failed": False})
+                             "on_card": member, "parse_failed": False})
                 if member:  # the decoy scores 0.5 for every member
                     rows.append({"judge": "j", "kind": "detection_control", "sentence": sentence, "method": method,
                                  "concept": 9, "role": "random", "item": item, "member": member, "p_yes": 0.5,
-                                 "parse_failed": False})
+                                 "on_card": False, "parse_failed": False})
     items = pd.DataFrame(rows)
     scores = concept_scores(items).set_index(["sentence", "method"])
     assert (scores.xs("clvq", level="method")["auc"] == 1).all()
@@ -129,6 +129,8 @@ def test_detection_auc_accuracy_and_known_answer_on_hand_made_probabilities():
     by = frames["methods"].set_index("method")
     assert by.loc["clvq", "detection_auc"] == 1 and by.loc["kmeans", "detection_auc"] == 0
     assert by.loc["clvq", "judge_known_answer_accuracy"] == 0.5
+    # Every member's word is printed on its card and no non-member's: string matching alone would be perfect.
+    assert by.loc["clvq", "string_match_auc"] == 1 and by.loc["clvq", "string_match_known_answer"] == 1
     pair = frames["pairs"].iloc[0]
     assert pair["auc_difference"] == 1 and pair["a_better"] == 2
     assert "detection AUC" in protocol.format(frames)

@@ -66,8 +66,9 @@ class JudgeOptions:
     """Parallel requests to an HTTP judge."""
     batch_size: int = 8
     """Prompts per forward pass for in-process judges."""
-    max_tokens: int = 48
-    """Longest free-text answer (descriptions), in tokens."""
+    max_tokens: int = 16
+    """Longest free-text answer (descriptions of 2-5 words), in tokens: a batch decodes until its longest answer
+    ends, so a tight cap bounds the cost of one rambling answer."""
     precision: Literal["auto", "float32", "bfloat16", "int8"] = "auto"
     """Weights of in-process judges: auto (bfloat16 on CUDA or a CPU with native bf16, about 2x faster there,
     else float32), float32 (the reference), bfloat16, or int8 (dynamic quantisation of the Linear layers:

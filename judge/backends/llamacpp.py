@@ -41,13 +41,14 @@ _ENGINES_LOCK = threading.Lock()
 
 
 def resolve_gguf(target: str) -> Path:
-    if target == "embedded":
-        from clvq_judge.judge.embedded import gguf_path
+    from clvq_judge.judge.embedded import GGUFS, gguf_path
 
-        return gguf_path()
+    if target in GGUFS:
+        return gguf_path(target)
     path = Path(target).expanduser()
     if not path.is_file() or path.suffix.lower() != ".gguf":
-        raise UserError(f"llamacpp judge {target!r} is not a .gguf file: pass llamacpp:embedded or llamacpp:<path.gguf>")
+        raise UserError(f"llamacpp judge {target!r} is not a .gguf file: pass llamacpp:embedded, "
+                        f"llamacpp:embedded-1.5b or llamacpp:<path.gguf>")
     return path
 
 
@@ -166,13 +167,13 @@ def load_engine(path: Path) -> LlamaEngine:
 class LlamaCppBackend:
     prefix = "llamacpp"
     backend = "llamacpp"
-    hint = "llamacpp:<embedded|path.gguf>"
+    hint = "llamacpp:<embedded|embedded-1.5b|path.gguf>"
 
     def __init__(self, target: str, batch_size: int = 64):
         path = resolve_gguf(target)
         self.engine = load_engine(path)
         # Cache keys name the file by name and size: a different quantisation of the same model differs.
-        self.model = "embedded" if target == "embedded" else path.name
+        self.model = target if not target.endswith(".gguf") else path.name
         self.cache_model = f"{path.name}:{path.stat().st_size}"
         self.batch_size = max(batch_size, 64)  # larger chunks let the sorted order share more prefixes
         self.concurrency = 1

@@ -33,7 +33,7 @@ from clvq_judge.judge import stats
 from clvq_judge.judge.client import Completion, Request
 from clvq_judge.judge.describe import derive_seed
 from clvq_judge.judge.labels import normalise_choice, parse_choice
-from clvq_judge.judge.render import DETECTION, Option, detection_messages, prompt
+from clvq_judge.judge.render import DETECTION, OPTION_WORDS, Option, card_words, detection_messages, prompt
 from clvq_judge.judge.schema import DETECTION_COLUMNS
 
 from . import Ask, Context, Protocol, register
@@ -109,11 +109,14 @@ class Detection(Protocol):
                 concept = u.concepts[m]
                 items = pool.draw(m, concept, ctx.items, u.sentence, derive_seed(ctx.seed, "detection", m, u.sentence))
                 for i, (row, member) in enumerate(items):
-                    facts = {"row": row, "member": member, "text": pool.marked(row), "word": str(pool.word[row])}
-                    asks.append(Ask("detection", ju, i, [(m, concept, "true")], ("detection", u.sentence, m), dict(facts)))
+                    word = str(pool.word[row])
+                    facts = {"row": row, "member": member, "text": pool.marked(row), "word": word,
+                             "on_card": on_card(ctx.cards[m][concept], word)}
+                    asks.append(Ask("detection", ju, i, [(m, concept, "true")], ("detection", u.sentence, m), facts))
                     if member and ctx.known_answer and m in ju.control:
+                        decoy = {**facts, "on_card": on_card(ctx.cards[m][ju.control[m]], word)}
                         asks.append(Ask("detection_control", ju, i, [(m, ju.control[m], "random")],
-                                        ("detection", u.sentence, m), dict(facts)))
+                                        ("detection", u.sentence, m), decoy))
         return asks
 
     def request(self, ask: Ask, ctx: Context) -> Request:
@@ -136,7 +139,7 @@ class Detection(Protocol):
             rows.append({
                 "judge": judge, "kind": ask.kind, "sentence": ask.unit.unit.sentence, "method": m, "concept": concept,
                 "role": role, "item": ask.order, "item_row": ask.extra["row"], "item_word": ask.extra["word"],
-                "member": ask.extra["member"], "raw_answer": rec["raw"],
+                "member": ask.extra["member"], "on_card": ask.extra["on_card"], "raw_answer": rec["raw"],
                 "reask_answer": rec["reask"] if rec["reask"] is not None else "",
                 "p_yes": rec["verdict"] if rec["verdict"] is not None else np.nan, "parse_failed": rec["verdict"] is None,
                 "seconds": rec.get("seconds", np.nan), "prompt": p.name, "prompt_sha": p.sha,
@@ -153,6 +156,9 @@ class Detection(Protocol):
             mine = per_concept[per_concept["judge"] == judge]
             control = known_answer_items(items[items["judge"] == judge])
             judge_ka = _mean_with_ci(control, "correct", ctx.n_boot, seed)
+            # What a judge that only checks whether the item's word is printed on the card would score.
+            lexical = concept_scores(items[items["judge"] == judge], column="on_card")
+            lexical_ka = known_answer_items(items[items["judge"] == judge], column="on_card")
             informative = bool(np.isfinite(judge_ka[1]) and judge_ka[1] > 0.5)
             for m in ctx.methods:
                 rows = mine[mine["method"] == m]
@@ -166,6 +172,8 @@ class Detection(Protocol):
                     "known_answer_accuracy": ka[0], "known_answer_low": ka[1], "known_answer_high": ka[2],
                     "judge_known_answer_accuracy": judge_ka[0], "judge_known_answer_low": judge_ka[1],
                     "judge_known_answer_high": judge_ka[2],
+                    "string_match_auc": float(lexical[lexical["method"] == m]["auc"].mean()),
+                    "string_match_known_answer": float(lexical_ka["correct"].mean()) if len(lexical_ka) else np.nan,
                     "unparsed": int(items[(items["judge"] == judge) & (items["method"] == m)]["parse_failed"].sum()),
                     "informative": informative,
                 })
@@ -180,12 +188,14 @@ class Detection(Protocol):
             head = block.iloc[0]
             flag, why = judge_flag(head["informative"])
             lines.append(f"judge {judge}: detection known-answer accuracy (member scored higher under its own concept "
-                         f"than under a decoy) {fmt(head['judge_known_answer_accuracy'], head['judge_known_answer_low'], head['judge_known_answer_high'])} ({why})")
-            lines.append(f"  {'method':<14}{'detection AUC [95% CI]':<24}{'accuracy [CI]':<22}{'known-answer [CI]':<22}"
+                         f"than under a decoy) {fmt(head['judge_known_answer_accuracy'], head['judge_known_answer_low'], head['judge_known_answer_high'])} ({why}); "
+                         f"a judge that only spots the word on the card would score {fmt(head['string_match_known_answer'])}")
+            lines.append(f"  {'method':<14}{'detection AUC [95% CI]':<24}{'word on card':<14}{'accuracy [CI]':<22}{'known-answer [CI]':<22}"
                          f"{'concepts':<10}{'unparsed':<9}")
             for row in block.to_dict("records"):
                 lines.append(
                     f"  {row['method']:<14}{fmt(row['detection_auc'], row['detection_auc_low'], row['detection_auc_high']):<24}"
+                    f"{fmt(row['string_match_auc']):<14}"
                     f"{fmt(row['detection_accuracy'], row['detection_accuracy_low'], row['detection_accuracy_high']):<22}"
                     f"{fmt(row['known_answer_accuracy'], row['known_answer_low'], row['known_answer_high']):<22}"
                     f"{row['n']:<10}{row['unparsed']:<9}{flag}")
@@ -209,15 +219,22 @@ def auc(positives: np.ndarray, negatives: np.ndarray) -> float:
     return float(((diff > 0) + 0.5 * (diff == 0)).mean())
 
 
-def concept_scores(items: pd.DataFrame) -> pd.DataFrame:
-    """Per (judge, sentence, method): the concept's AUC and accuracy at the judge's median score."""
+def on_card(card: dict, word: str) -> bool:
+    """Whether the item's word is printed among the card's member words (what string matching could use)."""
+    return word.casefold() in {str(w).casefold() for w, _ in card_words(card, OPTION_WORDS)}
+
+
+def concept_scores(items: pd.DataFrame, column: str = "p_yes") -> pd.DataFrame:
+    """Per (judge, sentence, method): the concept's AUC and accuracy at the judge's median score (`column`
+    "on_card" scores the string-matching baseline instead)."""
     rows = []
     true = items[items["kind"] == "detection"]
     for judge, block in true.groupby("judge", sort=False):
-        threshold = float(np.nanmedian(block["p_yes"])) if block["p_yes"].notna().any() else 0.5
+        values = block[column].astype(float)
+        threshold = float(np.nanmedian(values)) if values.notna().any() else 0.5
         for (sentence, method), group in block.groupby(["sentence", "method"], sort=False):
             member = group["member"].astype(bool).to_numpy()
-            scores = group["p_yes"].to_numpy(dtype=float)
+            scores = group[column].to_numpy(dtype=float)
             ok = np.isfinite(scores)
             correct = np.where(member, scores > threshold, scores <= threshold)
             rows.append({"judge": judge, "sentence": sentence, "method": method, "concept": int(group["concept"].iloc[0]),
@@ -226,11 +243,11 @@ def concept_scores(items: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["judge", "sentence", "method", "concept", "n_items", "auc", "accuracy", "threshold"])
 
 
-def known_answer_items(items: pd.DataFrame) -> pd.DataFrame:
+def known_answer_items(items: pd.DataFrame, column: str = "p_yes") -> pd.DataFrame:
     """Per member item shown with both its own concept and the decoy: 1 when the own concept scored higher."""
     keys = ["judge", "sentence", "method", "item"]
-    own = items[(items["kind"] == "detection") & items["member"].astype(bool)].set_index(keys)["p_yes"]
-    decoy = items[items["kind"] == "detection_control"].set_index(keys)["p_yes"]
+    own = items[(items["kind"] == "detection") & items["member"].astype(bool)].set_index(keys)[column].astype(float)
+    decoy = items[items["kind"] == "detection_control"].set_index(keys)[column].astype(float)
     both = pd.concat({"own": own, "decoy": decoy}, axis=1).dropna().reset_index()
     both["correct"] = (both["own"] > both["decoy"]).astype(float) + 0.5 * (both["own"] == both["decoy"])
     return both
