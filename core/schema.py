@@ -13,8 +13,12 @@ CARD_KEYS = ["id", "count", "share", "top_words", "examples", "start_share", "is
 """Keys of one line of concepts.jsonl (see `core.concepts`)."""
 
 ABLATION_STAGE = "ablation"
-ABLATION_FILES = {"results": "results.csv", "summary": "summary.json", "chart": "ablation.png"}
+ABLATION_FILES = {"results": "results.csv", "summary": "summary.json", "chart": "ablation.png",
+                  "sentences": "sentences.csv"}
 ABLATION_RESULTS = ["method", "k", "label", "protocol", "condition", "accuracy", "std", "n", "relative_drop",
                     "flip_rate", "ci_low", "ci_high", "energy_share"]
 """results.csv: one row per method variant (`label`), protocol and condition."""
 ABLATION_CONDITIONS = ("original", "concept", "random", "random_energy", "other_concept")
+ABLATION_SENTENCES = ["label", "protocol", "condition", "sentence", "correct"]
+"""sentences.csv (when ablate writes it): whether each evaluation sentence was classified correctly under each
+condition, so a reader can take the accuracy drop over the sentences one concept explains."""
