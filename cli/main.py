@@ -72,6 +72,8 @@ STAGES = [
           "clvq_judge.judge.export:ExportConfig", "clvq_judge.judge.export:export"),
     Stage("report", "One self-contained HTML report of a run: per axis a summary table with CIs and a chart, concept cards; raw tables as CSVs.",
           "clvq_judge.pipeline.report:ReportConfig", "clvq_judge.pipeline.report:build_report"),
+    Stage("explore", "Concept explorer of a run (Streamlit): search concepts by word, one concept's members, contexts and verdicts, methods side by side.",
+          "clvq_judge.pipeline.explorer:ExploreConfig", "clvq_judge.pipeline.explorer:explore"),
     Stage("study create", "Build a human-evaluation study from a run and print one invite link per annotator.",
           "clvq_judge.human_eval.builder:CreateConfig", "clvq_judge.human_eval.builder:create_study"),
     Stage("study serve", "Start the annotation app (Streamlit) for a study.",

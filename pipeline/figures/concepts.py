@@ -30,7 +30,7 @@ class Concepts:
 
     def build(self, ctx: Context) -> Block:
         table = concept_table(ctx)
-        shown = None if table is None else table.round(3)
+        shown = None if table is None else table.round(3).astype(object).where(table.notna(), "–")
         return Block(
             title="Concept methods", summary=shown, csvs={"concepts": table} if table is not None else {},
             lead_html="<p>L_out lookup FVU: share of the top layer's variance left unexplained when each evaluation "
