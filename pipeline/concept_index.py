@@ -166,8 +166,14 @@ class ConceptIndex:
     def contexts(self, method: str, concept: int, page: int = 0, per_page: int = 10) -> tuple[list[tuple[int, str]], int]:
         """(sentence id, escaped HTML) of the members on one page, and the number of members."""
         rows = self.member_rows(method, concept)
-        chosen = rows[page * per_page:(page + 1) * per_page]
         sentences = self.tokens["sentence"].to_numpy()
+        # One context per sentence first, then the second member of each, ...: a page shows many sentences.
+        member_sentences = sentences[rows]
+        change = np.r_[True, member_sentences[1:] != member_sentences[:-1]]
+        starts = np.flatnonzero(change)
+        rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+        rows = rows[np.lexsort((rows, rank))]
+        chosen = rows[page * per_page:(page + 1) * per_page]
         return [(int(sentences[r]), self.context_html(int(r))) for r in chosen], len(rows)
 
     def description(self, method: str, concept: int) -> str | None:

@@ -113,8 +113,9 @@ def concept_page(index: ConceptIndex, method: str, concept: int, page: int) -> N
         return
     st.header(f"{method} · concept {concept}")
     description = index.description(method, concept)
-    st.markdown(f"**{card['count']} evaluation tokens** · description: " + (f"“{description}”" if description else "none written"),
-                help="descriptions are written by `clvq-judge describe` for the concepts the judged sentences use")
+    show(f"<p><b>{int(card['count'])} evaluation tokens</b> · description: "
+         + (f"“{html.escape(description)}”" if description else "none written") + "</p>")
+    st.caption("descriptions are written by `clvq-judge describe` for the concepts the judged sentences use")
     left, right = st.columns([1, 2])
     with left:
         st.subheader("Member words")
@@ -154,7 +155,8 @@ def concept_page(index: ConceptIndex, method: str, concept: int, page: int) -> N
         st.markdown(f"It holds the explanation word of {explained} evaluation sentences; a per-concept drop needs "
                     "ablate's per-sentence results (ablation/sentences.csv), which this run does not have.")
     if rows is not None:
-        st.caption(f"the method as a whole ({rows['label'].iloc[0]}, {rows['protocol'].iloc[0]} protocol)")
+        show(f"<p><small>the method as a whole ({html.escape(str(rows['label'].iloc[0]))}, "
+             f"{html.escape(str(rows['protocol'].iloc[0]))} protocol)</small></p>")
         show(table(rows[["condition", "accuracy", "ci_low", "ci_high", "n"]], testid="ablation"))
     st.subheader("Judge verdicts it took part in")
     judge = index.judge_record(method, concept)
@@ -184,13 +186,14 @@ def sentence_page(index: ConceptIndex, sentence: int | None) -> None:
                           format_func=lambda s: f"{s}: {str(index.units[s]['text'])[:80]}")
     unit = index.units[picked]
     show(f"<div class='xp-sentence' data-testid='sentence'>{index.unit_html(picked)}</div>")
-    st.caption(f"model's prediction: {unit.get('prediction_label')} · explanation word: {unit.get('word')}")
+    show(f"<p><small>model's prediction: {html.escape(str(unit.get('prediction_label')))} · explanation word: "
+         f"{html.escape(str(unit.get('word')))}</small></p>")
     views = index.side_by_side(picked)
     for column, v in zip(st.columns(max(1, len(views))), views):
         with column:
             title = link(f"concept {v['concept']}", view="concept", method=v["method"], concept=v["concept"])
             show(f"<h4>{html.escape(v['method'])} · {title}</h4>")
-            st.markdown("description: " + (f"“{v['description']}”" if v["description"] else "none"))
+            show("<p>description: " + (f"“{html.escape(v['description'])}”" if v["description"] else "none") + "</p>")
             show(table(pd.DataFrame(v["top_words"], columns=["word", "count"]), testid="side-words"))
             judge = v["judge"]
             if len(judge):

@@ -100,3 +100,27 @@ def test_explorer_search_concept_and_side_by_side_in_a_browser(explorer_server, 
     shoot(page, tmp_path, "explorer-side-by-side.png")
     assert errors == []
     context.close()
+
+
+def test_ablation_effect_per_concept_from_per_sentence_results(results_runs, tmp_path):
+    """With ablate's per-sentence table, a concept's effect is the accuracy drop over the sentences it explains."""
+    import shutil
+
+    import pandas as pd
+
+    shutil.copytree(results_runs / "tiny", tmp_path / "tiny")
+    index = ConceptIndex(Results.open(tmp_path, "tiny"))
+    explained = index.explanations
+    concept_of = index.assignments("clvq")[explained["row"].to_numpy()]
+    target = int(pd.Series(concept_of).value_counts().index[0])
+    rows = []
+    for sentence, concept in zip(explained["sentence"], concept_of):
+        rows.append({"label": "clvq", "protocol": "model", "condition": "original", "sentence": sentence, "correct": 1})
+        rows.append({"label": "clvq", "protocol": "model", "condition": "concept", "sentence": sentence,
+                     "correct": 0 if concept == target else 1})
+    pd.DataFrame(rows).to_csv(tmp_path / "tiny" / "ablation" / "sentences.csv", index=False)
+    index = ConceptIndex(Results.open(tmp_path, "tiny"))
+    drops = index.concept_drops("clvq")
+    assert drops.loc[target, "drop"] == 1.0 and drops.loc[target, "n"] == (concept_of == target).sum()
+    assert (drops.drop(index=target)["drop"] == 0).all()
+    assert index.sorted_overview("clvq", "ablation effect")["concept"].iloc[0] == target
