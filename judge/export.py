@@ -1,7 +1,6 @@
 """`clvq-judge export`: gather a run's results into one folder of CSVs ready for a paper.
 
-Reads only what earlier stages wrote, through `clvq_judge.pipeline.collect` (the one read path, which checks
-each file against its writer's columns):
+Reads only what earlier stages wrote, through `clvq_judge.pipeline.collect` (the one read path):
 
 - ranking: `runs/<run>/judge/{methods,pairs,comparisons,agreement}.csv` (`clvq-judge rank`)
 - faithfulness: `runs/<run>/ablation/results.csv` (`clvq-judge ablate`)
@@ -37,12 +36,12 @@ class ExportConfig(RunOptions):
 
 def gather(run: Run) -> dict[str, tuple[Path, pd.DataFrame]]:
     """Output name -> (source file, table) for every result file the run has, read through the one collector
-    (each file checked against its writer's columns)."""
+    (copied as they are: the summaries below use the columns they find)."""
     # Export composes all three axes, so it reads through pipeline's collector (imported here: `judge` itself
     # never depends on `human_eval`, whose study columns the collector knows).
     from clvq_judge.pipeline.collect import Results, raw_tables
 
-    return raw_tables(Results(run))
+    return raw_tables(Results(run, strict=False))
 
 
 def judge_summary(methods: pd.DataFrame) -> pd.DataFrame:

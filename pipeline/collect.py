@@ -24,9 +24,9 @@ from clvq_judge.human_eval import schema as study_schema
 from clvq_judge.judge import schema as judge_schema
 
 
-def read_table(path: Path, required: Sequence[str], stage: str) -> pd.DataFrame | None:
-    """A CSV a stage wrote, or None when it is missing; one line naming the fix when it is unreadable or lacks a
-    column its writer always writes."""
+def read_table(path: Path, required: Sequence[str], stage: str, strict: bool = True) -> pd.DataFrame | None:
+    """A CSV a stage wrote, or None when it is missing; one line naming the fix when it is unreadable or (strict)
+    lacks a column its writer always writes."""
     if not path.exists():
         return None
     try:
@@ -36,7 +36,7 @@ def read_table(path: Path, required: Sequence[str], stage: str) -> pd.DataFrame 
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not a readable CSV ({type(exc).__name__}): rerun `clvq-judge {stage}`") from None
     missing = [c for c in required if c not in frame.columns]
-    if missing:
+    if missing and strict:
         raise UserError(f"{path} lacks the column(s) {', '.join(missing)} its writer always writes: rerun "
                         f"`clvq-judge {stage}` with this version")
     return frame
@@ -54,10 +54,14 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 class Results:
-    """Lazy, cached view of one run's result files (one instance per run and reader)."""
+    """Lazy, cached view of one run's result files (one instance per run and reader).
 
-    def __init__(self, run: Run):
+    `strict=False` only checks that tables are readable: for `export`, which copies them as they are and whose
+    summaries use the columns they find."""
+
+    def __init__(self, run: Run, strict: bool = True):
         self.run = run
+        self.strict = strict
         self.root = run.root
         self._cards: dict[str, list[dict]] = {}
         self._tables: dict[tuple, pd.DataFrame | None] = {}
@@ -173,7 +177,7 @@ class Results:
 
     def _table(self, key: tuple, path: Path, required: Sequence[str], stage: str) -> pd.DataFrame | None:
         if key not in self._tables:
-            self._tables[key] = read_table(path, required, stage)
+            self._tables[key] = read_table(path, required, stage, self.strict)
         return self._tables[key]
 
 
