@@ -169,11 +169,11 @@ class Results:
 
     @cached_property
     def eval_tokens(self) -> pd.DataFrame:
-        """sentence, position, word (, is_start, label, prediction) of every evaluation token."""
+        """sentence, position and word of every evaluation token (the row order of the activation cache)."""
         path = self.root / "activations" / "tokens.eval.parquet"
         if not path.exists():
             raise UserError(f"run {self.run.name!r} has no activation cache: run `clvq-judge extract --run {self.run.name}`")
-        return pd.read_parquet(path)
+        return pd.read_parquet(path, columns=["sentence", "position", "word"])
 
     def _table(self, key: tuple, path: Path, required: Sequence[str], stage: str) -> pd.DataFrame | None:
         if key not in self._tables:

@@ -312,8 +312,11 @@ class ConceptIndex:
             k = len(self.results.cards(method))
             valid = ids >= 0
             counts = np.bincount(ids[valid], minlength=k).astype(np.float64)
+            order = np.argsort(ids[valid], kind="stable")
+            present = np.flatnonzero(counts)
             sums = np.zeros((k, y.shape[1]))
-            np.add.at(sums, ids[valid], y[valid])
+            starts = np.r_[0, np.cumsum(counts[present])[:-1]].astype(np.int64)
+            sums[present] = np.add.reduceat(y[valid][order], starts, axis=0)
             means = sums / np.maximum(counts, 1)[:, None]
             squares = np.bincount(ids[valid], weights=(y[valid] ** 2).sum(1), minlength=k)
             sse = squares - counts * (means ** 2).sum(1)
@@ -323,6 +326,12 @@ class ConceptIndex:
             unit = np.where(norms[:, None] > 0, centred / np.maximum(norms, 1e-12)[:, None], 0.0)
             cache[method] = (layer, counts, sse, total, unit)
         return cache[method]
+
+    def warm(self) -> None:
+        """Compute what the first concept page of each method would (meant for a background thread)."""
+        if self._l_out is not None:
+            for method in self.methods:
+                self._method_l_out(method)
 
     def l_out_view(self, method: str, concept: int) -> LOutView | None:
         if self._l_out is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import html
 import sys
+import threading
 from urllib.parse import urlencode
 
 import numpy as np
@@ -42,6 +43,15 @@ def args_from(argv: list[str]) -> argparse.Namespace:
 @st.cache_resource(show_spinner=False)
 def index_for(runs_dir: str, run: str) -> ConceptIndex:
     return ConceptIndex(Results.open(runs_dir, run))
+
+
+@st.cache_resource(show_spinner=False)
+def warm_in_background(runs_dir: str, run: str) -> threading.Thread:
+    """Once per server, after the first page: load the top layer for the concept pages (a second of work on a
+    large run that would otherwise land on the first concept page a researcher opens)."""
+    thread = threading.Thread(target=index_for(runs_dir, run).warm, name="explorer-warm", daemon=True)
+    thread.start()
+    return thread
 
 
 def href(**params) -> str:
@@ -228,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         sentence_page(index, _int(q.get("sentence")))
     else:
         list_page(index)
+    warm_in_background(args.runs_dir, args.run)
 
 
 main()

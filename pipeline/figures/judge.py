@@ -41,7 +41,7 @@ def lead(methods: pd.DataFrame) -> str:
         else:
             accuracy = with_ci(head.get("judge_known_answer_accuracy"), head.get("judge_known_answer_low"),
                                head.get("judge_known_answer_high"))
-            flag = "informative: its CI clears 0.5" if bool(informative) else "NOT INFORMATIVE: its CI does not clear 0.5"
+            flag = "informative: its CI clears 0.5" if bool(informative) else "not informative: its CI does not clear 0.5"
             verdict = f"known-answer accuracy {accuracy} ({flag})"
         lines.append(f"<li>judge {esc(judge)}: {esc(verdict)}</li>")
     return f"<ul>{''.join(lines)}</ul>"
