@@ -44,6 +44,7 @@ from .config import option
 from .device import resolve_device
 from .methods import ConceptMethod, LayerData, get_method
 from .runs import NON_RESULT_FIELDS, Run, RunOptions
+from .schema import CONCEPT_FILES
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +192,9 @@ def concepts(config: ConceptsConfig) -> Path:
     tokens = store.tokens("eval")
     vectors = method.vectors()
     cards = build_cards(tokens, ids, len(vectors), config.top_words, config.examples, config.start_threshold, config.seed)
-    write_with(folder / "assignments.npy", lambda p: np.save(p, ids), suffix=".npy")
-    write_with(folder / "vectors.npy", lambda p: np.save(p, vectors), suffix=".npy")
-    write_text(folder / "concepts.jsonl", "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cards))
+    write_with(folder / CONCEPT_FILES["assignments"], lambda p: np.save(p, ids), suffix=".npy")
+    write_with(folder / CONCEPT_FILES["vectors"], lambda p: np.save(p, vectors), suffix=".npy")
+    write_text(folder / CONCEPT_FILES["cards"], "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cards))
     counts = np.bincount(ids, minlength=len(vectors))
     p = counts[counts > 0] / max(len(ids), 1)
     summary = {
@@ -216,7 +217,7 @@ def concepts(config: ConceptsConfig) -> Path:
         # Sparse methods (the SAE) report their sparsity beside their FVU: active latents per token and the
         # latents that never fire on the evaluation tokens.
         summary.update({key: own[key] for key in ("l0", "dead_latents") if key in own})
-    write_json(folder / "summary.json", summary)
+    write_json(folder / CONCEPT_FILES["summary"], summary)
     run.finish(stage, config, NON_RESULT_FIELDS, **summary)
     log.info("%s: %d of %d concepts used on %d eval tokens", config.method, summary["used_concepts"], len(vectors), len(ids))
     return folder

@@ -65,11 +65,14 @@ def measure(runs_dir: Path, run: str, work: Path, spec: str, protocol: str, show
     return summarise_ranking(folder / run / "judge", wall, table)
 
 
-def summarise_ranking(judge_dir: Path, wall: float | None, table: str = "") -> dict:
-    """One candidate's entry from a finished ranking folder (rank's judge/ or one of judge/results/*)."""
+def summarise_ranking(judge_dir: Path, wall: float | None, table: str = "", timing: Path | None = None) -> dict:
+    """One candidate's entry from a finished ranking folder (rank's judge/ or one of judge/results/*). A ranking
+    redone from the cache sent nothing: `timing` names the folder of the ranking that sent those requests."""
     done = read_json(judge_dir / "done.json")
     config = done["config"]
     spec, usage = next(iter(done["usage"].items()))
+    if timing is not None:
+        usage = next(iter(read_json(timing / "done.json")["usage"].values()))
     frame = pd.read_csv(judge_dir / "methods.csv")
     head = frame.iloc[0]
     out = {
@@ -126,6 +129,9 @@ def render(data: dict) -> str:
         runtime = c["judge"].split(":")[0].replace("embedded", "transformers")
         model = data["models"].get(c["judge"], c["judge"])
         bias = fmt(c["position_bias"]) if "position_bias" in c else "none (no option order)"
+        lexical = c["per_method"][0].get("string_match_known_answer")
+        if lexical is not None and isinstance(lexical, float) and math.isfinite(lexical):
+            bias += f"; word-on-card control would score {lexical:.2f}"
         incons = f"{c['position_inconsistency']:.2f}" if "position_inconsistency" in c else "-"
         lines.append(f"| {model} | {runtime} ({c['precision']}) | {c['protocol']} | {c['show']} | {fmt(c['known_answer'])}"
                      f"{'' if c['informative'] else ' (not informative)'} | {incons} | {bias} | "
@@ -157,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-name", action="append", default=[], help="SPEC=readable model name")
     parser.add_argument("--note", action="append", default=[])
     parser.add_argument("--adopt", action="append", default=[],
-                        help="a finished ranking folder (a run's judge/results/<protocol>-<hash>) to add as measured")
+                        help="FOLDER[:TIMING_FOLDER]: a finished ranking folder (a run's judge/results/<protocol>-<hash>) "
+                        "to add as measured; TIMING_FOLDER: the ranking that sent its (since cached) requests")
     parser.add_argument("--render", help="print docs/judges.md from this JSON")
     args = parser.parse_args(argv)
     if args.render:
@@ -174,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
                 "candidates": [], "notes": []}
     data["models"].update(dict(item.split("=", 1) for item in args.model_name))
     data["notes"] += args.note
-    for folder in args.adopt:
-        data["candidates"].append(summarise_ranking(Path(folder), None))
+    for item in args.adopt:
+        folder, _, timing = item.partition(":")
+        data["candidates"].append(summarise_ranking(Path(folder), None, timing=Path(timing) if timing else None))
         write_json(out, data)
     for i, candidate in enumerate(args.candidate, start=len(data["candidates"])):
         spec, protocol, show = candidate.split("|")

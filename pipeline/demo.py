@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
-
 from clvq_judge.core.ablation.stage import AblateConfig, ablate
 from clvq_judge.core.atomic import read_json, write_json
 from clvq_judge.core.classifier import FinetuneConfig, finetune
@@ -35,16 +33,18 @@ from clvq_judge.core.config import option, to_dict
 from clvq_judge.core.errors import UserError
 from clvq_judge.core.extract import ExtractConfig, extract
 from clvq_judge.core.methods import METHODS, get_method, method_names
-from clvq_judge.core.report import ReportConfig, build_report
 from clvq_judge.core.runs import STAGE_DIRS, Run, RunOptions
 from clvq_judge.core.train import train, train_config_class
 from clvq_judge.human_eval.builder import CreateConfig, create_study, invite_links, study_path
-from clvq_judge.human_eval.results import ResultsConfig, run_results_dir, study_results
+from clvq_judge.human_eval.results import ResultsConfig, study_results
 from clvq_judge.human_eval.simulate import KIND, SimulateConfig, simulate_study
 from clvq_judge.human_eval.store import Store
 from clvq_judge.judge.backends import JudgeOptions
 from clvq_judge.judge.describe import DescribeConfig, describe
 from clvq_judge.judge.rank import DEFAULT_PROTOCOL, RankConfig, rank
+
+from .collect import Results
+from .report import ReportConfig, build_report
 
 log = logging.getLogger(__name__)
 
@@ -349,9 +349,9 @@ def headline(run: Run, config: DemoConfig, timings: dict[str, float]) -> dict:
 def model_figures(run: Run, methods: tuple[str, ...] | list[str]) -> dict:
     """Classifier, activations, concepts and ablation figures of a run."""
     metrics = run.done_record("finetune")["metrics"]
-    manifest = read_json(run.stage_dir("extract") / "manifest.json")
-    table = pd.read_csv(run.stage_dir("ablate") / "results.csv")
-    summary = read_json(run.stage_dir("ablate") / "summary.json")
+    results = Results(run)
+    manifest = results.manifest or {}
+    table = results.ablation_results()
     model_rows = table[table["protocol"] == "model"]
     accuracy = {
         (label, condition): float(acc)
@@ -362,7 +362,7 @@ def model_figures(run: Run, methods: tuple[str, ...] | list[str]) -> dict:
         record = run.done_record(f"concepts/{method}")
         trained = run.done_record(f"methods/{method}")["config"]
         label = next((lab for lab in dict.fromkeys(model_rows["label"]) if lab.split(" ")[0] == method), method)
-        control = summary.get("methods", {}).get(label, {}).get("model", {}).get("drop_vs_energy_control")
+        control = results.drop_vs_energy_control(label)
         rows.append({
             "method": method,
             "layer_in": trained["layer_in"],
@@ -392,23 +392,25 @@ def model_figures(run: Run, methods: tuple[str, ...] | list[str]) -> dict:
 
 
 def judge_figures(run: Run) -> dict | None:
-    path = run.stage_dir("judge") / "methods.csv"
-    if not path.exists():
+    frame = Results(run).judge_table("methods")
+    if frame is None:
         return None
     keep = ["judge", "method", "n", "wins", "ties", "losses", "win_rate", "win_rate_low", "win_rate_high",
             "first_place_rate", "first_place_low", "first_place_high", "bt_score", "bt_low", "bt_high", "soft_pref",
             "soft_low", "soft_high", "known_answer_accuracy", "known_answer_low", "known_answer_high",
-            "position_inconsistency", "informative"]
-    frame = pd.read_csv(path)
-    return {"methods": frame[[c for c in keep if c in frame.columns]].to_dict(orient="records")}
+            "judge_known_answer_accuracy", "judge_known_answer_low", "judge_known_answer_high",
+            "position_inconsistency", "position_bias", "position_bias_low", "position_bias_high",
+            "detection_auc", "detection_auc_low", "detection_auc_high", "string_match_auc", "informative"]
+    return {"protocol": Results(run).judge_protocol,
+            "methods": frame[[c for c in keep if c in frame.columns]].to_dict(orient="records")}
 
 
 def study_figures(run: Run) -> dict | None:
     """The demo study's summary and per-method accuracy (human and simulated columns), read from what
     `study results` wrote (the demo runs it just before)."""
-    folder = run_results_dir(run.root / "studies" / f"{STUDY}.sqlite")
-    if folder is None or not (folder / "summary.json").exists():
+    results = Results(run)
+    summary, methods = results.study_summary(STUDY), results.study_table(STUDY, "methods")
+    if summary is None or methods is None:
         return None
-    methods = pd.read_csv(folder / "methods.csv")
     methods = methods.astype(object).where(methods.notna(), None)
-    return {"summary": read_json(folder / "summary.json"), "methods": methods.to_dict(orient="records")}
+    return {"summary": summary, "methods": methods.to_dict(orient="records")}

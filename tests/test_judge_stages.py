@@ -11,9 +11,9 @@ from clvq_judge.cli.main import main
 from clvq_judge.core.errors import UserError
 from clvq_judge.judge import schema
 from clvq_judge.judge.describe import DescribeConfig, describe, read_units
-from clvq_judge.judge.export import ExportConfig, export
 from clvq_judge.judge.judges import JudgesConfig, judges
 from clvq_judge.judge.rank import RankConfig, rank
+from clvq_judge.pipeline.export import ExportConfig, export
 
 METHODS = ("clvq", "kmeans")
 

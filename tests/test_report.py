@@ -1,55 +1,113 @@
-"""`clvq-judge report`: one self-contained HTML page from whatever stages a run has finished."""
+"""`clvq-judge report`: one self-contained HTML page from whatever stages a run has finished, read through the
+collector; per axis a summary table with CIs and a chart, raw tables as linked CSVs."""
 
 import re
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
+from results_run import HOSTILE_DESCRIPTION, build_results_run
 
 from clvq_judge.cli.main import main
+from clvq_judge.core.errors import UserError
+from clvq_judge.pipeline.collect import Results
+from clvq_judge.pipeline.figures import judge as judge_section
+from clvq_judge.pipeline.figures import study as study_section
+from clvq_judge.pipeline.figures.base import Context
+
+
+@pytest.fixture(scope="session")
+def results_runs(study_runs, tmp_path_factory):
+    return build_results_run(study_runs, tmp_path_factory.mktemp("results_runs"))
 
 
 @pytest.fixture(scope="module")
-def report_run(study_runs, tmp_path_factory):
-    """A copy of the tiny run with three methods' concepts and a hand-written ablation table."""
+def report_run(results_runs, tmp_path_factory):
     runs = tmp_path_factory.mktemp("report_runs")
-    shutil.copytree(study_runs / "tiny", runs / "tiny", ignore=shutil.ignore_patterns("studies", "report"))
-    ablation = runs / "tiny" / "ablation"
-    ablation.mkdir()
-    rows = [("clvq", c, a) for c, a in [("original", 0.9), ("concept", 0.45), ("random", 0.88), ("random_energy", 0.85)]]
-    pd.DataFrame([{"method": m, "k": 1, "label": m, "protocol": "model", "condition": c, "accuracy": a, "std": 0.01,
-                   "n": 40, "relative_drop": (0.9 - a) / 0.9, "flip_rate": 0.1, "ci_low": a - 0.05, "ci_high": a + 0.05}
-                  for m, c, a in rows]).to_csv(ablation / "results.csv", index=False)
-    assert main(["report", "--run", "tiny", "--runs-dir", str(runs)]) == 0
-    return runs / "tiny" / "report"
+    shutil.copytree(results_runs / "tiny", runs / "tiny", ignore=shutil.ignore_patterns("report"))
+    assert main(["report", "--run", "tiny", "--runs-dir", str(runs), "--explorer-url", "http://localhost:8502"]) == 0
+    return runs
 
 
-def test_report_holds_every_finished_stage_and_says_what_did_not_run(report_run):
-    page = (report_run / "index.html").read_text()
+def test_report_holds_every_axis_with_its_intervals(report_run):
+    folder = report_run / "tiny" / "report"
+    page = (folder / "index.html").read_text()
     flat = " ".join(page.split())
-    # Setup, the three methods' concept rows and the headline against the paper's.
     assert "minilm" in page and "news" in page
     for method in ("clvq", "kmeans", "sae"):
         assert re.search(rf"<td>{method}</td>", page)
+    # The model axis: the headline against the paper's, and the summary table's CIs from results.csv.
     assert "0.900 → 0.450 (50.0% relative drop)" in flat
     assert "random energy control 0.850" in flat
+    assert "0.400 accuracy (paired, 95% CI [0.300, 0.500])" in flat
+    assert "0.450 [0.400, 0.500]" in flat
+    # The judge axis: the win rates and intervals methods.csv holds, as written by the judge's own code.
+    methods = pd.read_csv(report_run / "tiny" / "judge" / "methods.csv")
+    clvq = methods[methods["method"] == "clvq"].iloc[0]
+    assert clvq["win_rate"] == pytest.approx(5 / 6)
+    assert f"{clvq['win_rate']:.3f} [{clvq['win_rate_low']:.3f}, {clvq['win_rate_high']:.3f}]" in flat
+    assert "informative: its CI clears 0.5" in flat
+    # The study axis: the accuracy and interval `study results` wrote.
+    study = pd.read_csv(report_run / "tiny" / "studies" / "s" / "results" / "methods.csv")
+    row = study.iloc[0]
+    assert f"{row['accuracy']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]" in flat
     assert "93.5%" in page and "66.7%" in page and "78%" in page
-    # The judge and the study have not run: said, not invented.
-    assert page.count("not run") >= 2
-    assert "<script" not in page.lower()  # nothing executable; no network needed to open it
+    # Raw tables are CSVs beside the page, linked, not inlined.
+    for name in ("ablation", "concepts", "judge_methods", "judge_comparisons", "study_s_answers"):
+        assert (folder / f"{name}.csv").exists() and f'href="{name}.csv"' in page
+    assert page.count("<table") <= 8  # setup, concepts, one summary per axis; no raw table
+    assert "onerror" not in page.replace("onerror=alert", "") and "<script" not in page.lower()
+    assert "&lt;script&gt;" in page or HOSTILE_DESCRIPTION not in page  # the description is escaped where shown
     assert not re.search(r"(src|href)=\"https?://", page)
-    concepts = pd.read_csv(report_run / "concepts.csv")
-    assert set(concepts["method"]) == {"clvq", "kmeans", "sae"}
-    assert (report_run / "ablation.csv").exists()
+    assert "http://localhost:8502/?run=tiny&amp;view=concept&amp;method=clvq&amp;concept=" in page
 
 
-def test_report_renders_in_a_browser_without_console_errors(report_run, study_browser):
-    page = study_browser.new_page()
+def test_judge_chart_draws_the_intervals_rank_wrote(report_run):
+    """The bug the collector fixes: the chart looked for columns rank never writes, so it had no error bars."""
+    results = Results.open(report_run, "tiny")
+    block = judge_section.SECTION.build(Context(results=results))
+    data, methods = block.chart_data, results.judge_table("methods")
+    assert block.chart and block.chart.startswith("data:image/png;base64,")
+    assert np.isfinite(data[["low", "high"]].to_numpy(dtype=float)).all()
+    assert (data["high"] - data["low"] > 0).any()
+    np.testing.assert_allclose(data["low"], methods["win_rate_low"])
+    np.testing.assert_allclose(data["high"], methods["win_rate_high"])
+    study = study_section.SECTION.build(Context(results=results))
+    assert set(study.chart_data["series"]) == {"annotators"}
+    assert np.isfinite(study.chart_data[["low", "high"]].to_numpy(dtype=float)).all()
+
+
+def test_a_renamed_column_fails_with_one_line(report_run, tmp_path):
+    shutil.copytree(report_run / "tiny", tmp_path / "tiny")
+    path = tmp_path / "tiny" / "judge" / "methods.csv"
+    pd.read_csv(path).rename(columns={"win_rate_low": "win_rate_ci_low"}).to_csv(path, index=False)
+    with pytest.raises(UserError, match="lacks the column.*win_rate_low.*clvq-judge rank"):
+        Results.open(tmp_path, "tiny").judge_table("methods")
+
+
+def test_report_of_a_run_without_judge_or_study_says_not_run(study_runs, tmp_path):
+    shutil.copytree(study_runs / "tiny", tmp_path / "tiny", ignore=shutil.ignore_patterns("studies", "report", "judge"))
+    assert main(["report", "--run", "tiny", "--runs-dir", str(tmp_path)]) == 0
+    page = (tmp_path / "tiny" / "report" / "index.html").read_text()
+    assert "not run (`clvq-judge rank`)" in page and "no study results yet" in page
+    assert "not run (`clvq-judge ablate`)" in page
+
+
+def test_report_fits_1280_px_without_console_errors(report_run, study_browser, tmp_path):
+    context = study_browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
     errors = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto((report_run / "index.html").as_uri())
+    page.on("dialog", lambda d: errors.append(f"dialog {d.message}"))
+    page.goto((report_run / "tiny" / "report" / "index.html").as_uri())
     assert page.locator("h1").inner_text().startswith("clvq-judge report")
-    assert page.locator("table").count() >= 3
+    assert page.locator("img").count() >= 3  # one chart per axis
+    width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width[0] <= width[1], f"the page overflows horizontally: {width}"
+    from test_study_browser import shoot
+
+    shoot(page, tmp_path, "report-1280.png")
     assert errors == []
-    page.close()
+    context.close()

@@ -53,6 +53,7 @@ from ..explanation import explanation_tokens
 from ..hooks import check_layer
 from ..methods.standardize import Affine
 from ..runs import NON_RESULT_FIELDS, Run, RunOptions
+from ..schema import ABLATION_RESULTS
 from ..stats import bootstrap_ci
 from . import sources
 from .directions import (
@@ -76,8 +77,7 @@ log = logging.getLogger(__name__)
 STAGE = "ablate"
 CONDITIONS = ("original", "concept", "random", "random_energy", "other_concept")
 REMOVALS = CONDITIONS[1:]
-COLUMNS = ["method", "k", "label", "protocol", "condition", "accuracy", "std", "n", "relative_drop",
-           "flip_rate", "ci_low", "ci_high", "energy_share"]
+COLUMNS = ABLATION_RESULTS
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """`clvq-judge export`: gather a run's results into one folder of CSVs ready for a paper.
 
-Reads only what earlier stages wrote (no import of `human_eval`, which `judge` must not depend on):
+Reads only what earlier stages wrote, through `clvq_judge.pipeline.collect` (the one read path):
 
 - ranking: `runs/<run>/judge/{methods,pairs,comparisons,agreement}.csv` (`clvq-judge rank`)
 - faithfulness: `runs/<run>/ablation/results.csv` (`clvq-judge ablate`)
@@ -22,10 +22,9 @@ import pandas as pd
 from clvq_judge.core.atomic import read_json, write_json, write_text
 from clvq_judge.core.errors import UserError
 from clvq_judge.core.runs import Run, RunOptions
+from clvq_judge.pipeline.collect import Results, raw_tables
 
 log = logging.getLogger(__name__)
-
-JUDGE_FILES = ("methods", "pairs", "comparisons", "agreement")
 
 
 @dataclass
@@ -36,30 +35,10 @@ class ExportConfig(RunOptions):
     """Folder to write the paper-ready CSVs to (created if missing)."""
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not a readable CSV ({type(exc).__name__}): rerun the stage that wrote it") from None
-
-
 def gather(run: Run) -> dict[str, tuple[Path, pd.DataFrame]]:
-    """Output name -> (source file, table) for every result file the run has."""
-    found: dict[str, tuple[Path, pd.DataFrame]] = {}
-    judge = run.root / "judge"
-    for name in JUDGE_FILES:
-        path = judge / f"{name}.csv"
-        if path.exists():
-            found[f"judge_{name}"] = (path, _read_csv(path))
-    ablation = run.root / "ablation" / "results.csv"
-    if ablation.exists():
-        found["ablation_results"] = (ablation, _read_csv(ablation))
-    for path in sorted((run.root / "studies").glob("*/results/*.csv")):
-        study = path.parent.parent.name
-        found[f"human_{study}_{path.stem}"] = (path, _read_csv(path))
-    return found
+    """Output name -> (source file, table) for every result file the run has, read through the one collector
+    (copied as they are: the summaries below use the columns they find)."""
+    return raw_tables(Results(run, strict=False))
 
 
 def judge_summary(methods: pd.DataFrame) -> pd.DataFrame:
