@@ -31,7 +31,8 @@ def build_results_run(study_runs: Path, target: Path) -> Path:
     from clvq_judge.human_eval.builder import CreateConfig, create_study
     from clvq_judge.human_eval.results import ResultsConfig, study_results
     from clvq_judge.human_eval.store import Store
-    from clvq_judge.judge import rank, stats
+    from clvq_judge.judge import rank, schema, stats
+    from clvq_judge.judge.protocols import comparison
 
     runs = target
     shutil.copytree(study_runs / "tiny", runs / "tiny", ignore=shutil.ignore_patterns("studies", "report", "judge"))
@@ -74,15 +75,15 @@ def build_results_run(study_runs: Path, target: Path) -> Path:
                     "raw_answer": f"{label} {HOSTILE}", "reask_answer": "", "verdict_label": label, "verdict": pick,
                     "parse_failed": False, "soft": "", "prompt": "pairwise.v1.j2", "prompt_sha": "x"})
         for m in METHODS:
-            known.append({"judge": "embedded", "sentence": u.sentence, "method_a": m, "method_b": rank.RANDOM,
+            known.append({"judge": "embedded", "sentence": u.sentence, "method_a": m, "method_b": comparison.RANDOM,
                           "score": 1.0, "inconsistent": False, "soft": np.nan})
     outcomes_df = pd.DataFrame(outcomes, columns=stats.OUTCOME_COLUMNS)
     known_df = pd.DataFrame(known, columns=stats.OUTCOME_COLUMNS)
-    pairs, methods = rank.summarise(outcomes_df, known_df, pd.DataFrame(columns=["judge", "sentence", "ranking"]),
-                                    list(METHODS), "pairwise", 200, 0)
-    rank.write_results(judge, {"comparisons": pd.DataFrame(comparisons, columns=rank.COLUMNS["comparisons"]),
-                               "pairs": pairs, "methods": methods,
-                               "agreement": rank.agreement_table(outcomes_df, known_df)})
+    frames = comparison.summarise({"outcomes": outcomes_df, "known": known_df,
+                                   "rankings": pd.DataFrame(columns=["judge", "sentence", "ranking"]),
+                                   "positions": pd.DataFrame(columns=["judge", "sentence", "kind", "first_logodds"])},
+                                  list(METHODS), False, 200, 0)
+    rank.write_results(judge, {"comparisons": pd.DataFrame(comparisons, columns=schema.COMPARISONS), **frames})
 
     create_study(CreateConfig(run="tiny", runs_dir=str(runs), name="s", method=METHODS, items=4, overlap=1,
                               annotators=3, attention_checks=1))
