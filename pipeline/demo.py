@@ -39,6 +39,7 @@ from clvq_judge.core.report import ReportConfig, build_report
 from clvq_judge.core.runs import STAGE_DIRS, Run, RunOptions
 from clvq_judge.core.train import train, train_config_class
 from clvq_judge.human_eval.builder import CreateConfig, create_study, invite_links, study_path
+from clvq_judge.human_eval.conditions import cells
 from clvq_judge.human_eval.results import ResultsConfig, run_results_dir, study_results
 from clvq_judge.human_eval.simulate import KIND, SimulateConfig, simulate_study
 from clvq_judge.human_eval.store import Store
@@ -59,7 +60,7 @@ QUICK = {
     "train": {"epochs": 2, "n_concepts": 32, "sae_latents": 64, "init_iterations": 5},
     "ablate": {"folds": 5, "bootstrap": 200, "sae_k": (1,)},
     "judge": {"sentences": 4, "bootstrap": 200},
-    "study": {"items": 4, "annotators": 3, "overlap": 1, "attention_checks": 1},
+    "study": {"items": 4, "overlap": 1, "attention_checks": 1},
 }
 AXES = ("model", "judge", "study")
 
@@ -280,20 +281,28 @@ def _model_axis(config: DemoConfig, common: dict, timer: Timer) -> list[str]:
     return lines
 
 
+# The demo's study holds every condition: concept (the paper's protocol), sentence (the control) and both, so
+# the concept's added value (both - sentence) can be read. Each item is answered `overlap` times and nobody
+# meets a sentence twice, so it needs (items per sentence) x overlap annotators: 3 methods x 2 + 1 = 7 x 2 = 14.
+STUDY_CONDITIONS = ("concept", "sentence", "both")
+STUDY_OVERLAP = 2
+
+
 def _study_axis(config: DemoConfig, common: dict, judge: dict, timer: Timer) -> list[str]:
     quick = config.quick
-    design = QUICK["study"] if quick else {}
+    design = dict(QUICK["study"]) if quick else {"overlap": STUDY_OVERLAP}
+    design["annotators"] = len(cells(list(STUDY_CONDITIONS), list(config.compare))) * design["overlap"]
     path = study_path(config.runs_dir, config.run, STUDY)
-    create = CreateConfig(**common, method=config.compare, items=config.study_items, name=STUDY, seed=config.seed,
-                          **{k: v for k, v in design.items() if k != "items"})
+    create = CreateConfig(**common, method=config.compare, condition=STUDY_CONDITIONS, items=config.study_items,
+                          name=STUDY, seed=config.seed, **{k: v for k, v in design.items() if k != "items"})
     if config.force or not path.exists() or _study_outdated(path, create):
         timer("study", create_study, dataclasses.replace(create, force=True))
         Store.open(path).set_meta("demo_config", _study_key(create))
     else:
         timer.skip("study")
     links = invite_links(path, create.base_url)
-    lines = [f"  study        {config.study_items} sentences x {len(config.compare)} methods, {len(links)} annotators "
-             f"-> {path}",
+    lines = [f"  study        {config.study_items} sentences x {len(config.compare)} methods x conditions "
+             f"{', '.join(STUDY_CONDITIONS)}, {len(links)} annotators -> {path}",
              f"    open it:   clvq-judge study serve --study {path}   then, as annotator 1: {links[0][1]}",
              f"    all invite links: clvq-judge study create prints them; results: clvq-judge study results --study {path}"]
     if config.simulated:
@@ -303,7 +312,8 @@ def _study_axis(config: DemoConfig, common: dict, judge: dict, timer: Timer) -> 
                                                              annotators=n, seed=config.seed))
         else:
             timer.skip("simulate")
-        lines.append(f"    {n} simulated annotators ({', '.join(config.judge)}) answered it:")
+        lines.append(f"    {n} simulated annotators ({', '.join(config.judge)}) took the items of annotators 1-{n}; "
+                     f"results per condition x method (who = human or simulated, never pooled):")
     # Always recomputed: people may have answered since the last demo.
     table = timer("results", study_results, ResultsConfig(**{**common, "force": False}, study=str(path), seed=config.seed))
     lines += ["      " + line for line in table.splitlines() if line.strip()]
@@ -398,11 +408,25 @@ def judge_figures(run: Run) -> dict | None:
 
 
 def study_figures(run: Run) -> dict | None:
-    """The demo study's summary and per-method accuracy (human and simulated columns), read from what
-    `study results` wrote (the demo runs it just before)."""
+    """The demo study's summary, its per-condition x method table and the concept's added value, read from what
+    `study results` wrote (the demo runs it just before). `methods` keeps the simulated annotators' accuracy in
+    the `concept` condition (the paper's protocol) under the names the README table reads."""
+    from clvq_judge.human_eval import schema
+
     folder = run_results_dir(run.root / "studies" / f"{STUDY}.sqlite")
-    if folder is None or not (folder / "summary.json").exists():
+    if folder is None or not (folder / schema.SUMMARY_JSON).exists() or not (folder / schema.CONDITIONS_CSV).exists():
         return None
-    methods = pd.read_csv(folder / "methods.csv")
-    methods = methods.astype(object).where(methods.notna(), None)
-    return {"summary": read_json(folder / "summary.json"), "methods": methods.to_dict(orient="records")}
+
+    def records(name: str) -> list[dict]:
+        path = folder / name
+        if not path.exists():
+            return []
+        frame = pd.read_csv(path)
+        return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+    conditions = records(schema.CONDITIONS_CSV)
+    methods = [{"method": r["method"], "sim_accuracy": r["accuracy"], "sim_ci_low": r["ci_low"],
+                "sim_ci_high": r["ci_high"], "sim_informative": r["informative"]}
+               for r in conditions if r["kind"] == schema.SIMULATED and r["condition"] == "concept"]
+    return {"summary": read_json(folder / schema.SUMMARY_JSON), "conditions": conditions,
+            "added_value": records(schema.ADDED_VALUE_CSV), "methods": methods}
