@@ -8,8 +8,8 @@ page's captions), and the label choices in the offered order; never the method, 
 the model's prediction (those stay in the study file). The order is recorded with each answer.
 
 Design. Simulated annotator i takes the assignment of human annotator i (same items, same order, the
-attention checks included), so the simulated answers inherit the study's balance (methods per annotator,
-no sentence under two methods) and every simulated answer has human answers to the same item to agree
+attention checks included), so the simulated answers inherit the study's balance (conditions x methods
+per annotator, no sentence met twice) and every simulated answer has human answers to the same item to agree
 with. The answer is a verdict over letter labels (A, B, ...) mapped to the label names, since label names
 may share a first token: read from the letters' log-probabilities renormalised over the offered letters
 (`judge.stats.normalise_choice`) when the backend gives them, else parsed from the reply's text by the
