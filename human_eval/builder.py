@@ -146,8 +146,8 @@ def create_study(config: CreateConfig) -> str:
     conditions = list(dict.fromkeys(config.condition))
     if not conditions:
         raise UserError(f"no --condition given: name at least one of {', '.join(condition_names())}")
-    for name in conditions:
-        get_condition(name)  # an unknown name fails here with the list of known ones
+    for condition in conditions:
+        get_condition(condition)  # an unknown name fails here with the list of known ones
     design = cells(conditions, methods)
     what = " + ".join(f"{c} ({len(methods) if get_condition(c).per_method else 1} item{'s' if get_condition(c).per_method and len(methods) > 1 else ''})"
                       for c in conditions)
@@ -185,14 +185,14 @@ def create_study(config: CreateConfig) -> str:
     items: list[dict] = []
     item_id: dict[tuple[int, int], int] = {}
     for s, unit in enumerate(units):
-        for c, (name, method) in enumerate(design):
+        for c, (condition, method) in enumerate(design):
             concept = unit.concepts[method] if method is not None else None
             card = cards[method][concept] if method is not None else None
             item_id[(s, c)] = len(items) + 1
             items.append({
-                "id": len(items) + 1, "kind": "task", "condition": name, "sentence": unit.sentence, "method": method,
+                "id": len(items) + 1, "kind": "task", "condition": condition, "sentence": unit.sentence, "method": method,
                 "concept": concept, "truth": unit.prediction_label,
-                "display": get_condition(name).display(unit.sentence, unit.text, unit.span, unit.word, card,
+                "display": get_condition(condition).display(unit.sentence, unit.text, unit.span, unit.word, card,
                                                        config.top_words, config.examples),
             })
     rng = np.random.default_rng(config.seed + 1)

@@ -321,8 +321,12 @@ def _study_axis(config: DemoConfig, common: dict, judge: dict, timer: Timer) -> 
 
 
 def _study_outdated(path: Path, create: CreateConfig) -> bool:
-    """A study built with other options (or from other concepts) than this demo's is rebuilt."""
-    return Store.open(path).meta().get("demo_config") != _study_key(create)
+    """A study built with other options (or from other concepts) than this demo's is rebuilt, and so is one of
+    an older study schema (the demo's study holds no one's answers until it is shared)."""
+    try:
+        return Store.open(path).meta().get("demo_config") != _study_key(create)
+    except UserError:
+        return True
 
 
 def _study_key(create: CreateConfig) -> dict:

@@ -64,7 +64,7 @@ def test_created_study_holds_the_design(make_study):
         per_cell = Counter(cell for _, _, cell, k in mine if k == "task")
         assert len(per_cell) == 7 and max(per_cell.values()) - min(per_cell.values()) <= 1
     meta = Store.open(path).meta()
-    assert meta["conditions"] == list(ALL) and len(meta["key_secret"]) == 32
+    assert meta["conditions"] == list(ALL) and len(meta["key_secret"]) == 32 and meta["name"] == path.stem
 
 
 def test_default_condition_is_the_concept_alone(make_study):
