@@ -279,7 +279,8 @@ def compute_from(tables: dict[str, list[tuple]], meta: dict, n_boot: int = 1000,
                 both = mine[(mine["condition"] == "both") & (mine["method"] == method)]
                 value, low, high = added_value(both, control, n_boot, seed + 1000 + k)
                 added.append({"kind": kind, "method": method,
-                              "sentences": int(len(set(both["sentence"].dropna()) & set(control["sentence"].dropna()))),
+                              "sentences": int(len(set(both["sentence"].dropna()) | set(control["sentence"].dropna()))),
+                              "shared_sentences": int(len(set(both["sentence"].dropna()) & set(control["sentence"].dropna()))),
                               "accuracy_both": float(both["correct"].mean()) if len(both) else float("nan"),
                               "accuracy_sentence": float(control["correct"].mean()) if len(control) else float("nan"),
                               "added_value": value, "ci_low": low, "ci_high": high})
@@ -370,7 +371,7 @@ def table_text(results: Results) -> str:
     for r in results.added_value[np.isfinite(results.added_value["added_value"].astype(float))].itertuples():
         lines.append(f"added value of the concept ({r.kind}, {r.method}): accuracy(both) {_fmt(r.accuracy_both)} - "
                      f"accuracy(sentence) {_fmt(r.accuracy_sentence)} = {r.added_value:+.3f} "
-                     f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] over {r.sentences} sentences")
+                     f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] over {r.sentences} sentences ({r.shared_sentences} seen in both)")
     ann = results.annotators
     for r in ann[~ann["informative"]].itertuples():
         lines.append(f"not informative: {r.name} ({r.kind}): {r.flag}")

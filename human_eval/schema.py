@@ -32,9 +32,10 @@ over items; `beats_chance` / `beats_majority`: ci_low above 1/labels / above the
 `informative` False when any annotator behind the row is flagged not informative (`flagged_annotators` of
 `annotators`); `human_pairs`/`human_alpha`: a simulated row's agreement with the humans on the same items."""
 
-ADDED_VALUE = ["kind", "method", "sentences", "accuracy_both", "accuracy_sentence", "added_value", "ci_low", "ci_high"]
-"""What the concept adds to the sentence: accuracy(both) - accuracy(sentence), 95% interval of a bootstrap over
-sentences shared by the two conditions."""
+ADDED_VALUE = ["kind", "method", "sentences", "shared_sentences", "accuracy_both", "accuracy_sentence", "added_value",
+               "ci_low", "ci_high"]
+"""What the concept adds to the sentence: accuracy(both) - accuracy(sentence), 95% interval of a bootstrap over the
+`sentences` answered in either condition (a sentence answered in both moves both means: `shared_sentences`)."""
 
 ANNOTATORS = ["annotator", "name", "kind", "assigned", "answered", "progress", "attention_assigned",
               "attention_answered", "attention_passed", "attention_pass_rate", "accuracy", "median_seconds",

@@ -134,7 +134,7 @@ def test_added_value_matches_a_hand_computed_case():
     meta = {"name": "t", "run": "r", "labels": LABELS, "methods": ["a"], "conditions": ["sentence", "both"]}
     r = compute_from(added_value_tables(), meta, n_boot=4000, seed=0)
     row = r.added_value.iloc[0]
-    assert row["kind"] == "human" and row["method"] == "a" and row["sentences"] == 3
+    assert row["kind"] == "human" and row["method"] == "a" and row["sentences"] == 3 and row["shared_sentences"] == 3
     assert row["accuracy_both"] == pytest.approx(5 / 6) and row["accuracy_sentence"] == pytest.approx(3 / 6)
     assert row["added_value"] == pytest.approx(1 / 3)
     # Per sentence the difference is +1/2, +1/2, 0 (equal counts), so a replicate is k/6 for k of 3 draws from
