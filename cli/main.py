@@ -76,13 +76,13 @@ STAGES = [
           "clvq_judge.pipeline.report:ReportConfig", "clvq_judge.pipeline.report:build_report"),
     Stage("explore", "Concept explorer of a run (Streamlit): search concepts by word, one concept's members, contexts and verdicts, methods side by side.",
           "clvq_judge.pipeline.explorer:ExploreConfig", "clvq_judge.pipeline.explorer:explore"),
-    Stage("study create", "Build a human-evaluation study from a run and print one invite link per annotator.",
+    Stage("study create", "Build a human-evaluation study (conditions concept, sentence, both) from a run and print one invite link per annotator.",
           "clvq_judge.human_eval.builder:CreateConfig", "clvq_judge.human_eval.builder:create_study"),
     Stage("study serve", "Start the annotation app (Streamlit) for a study.",
           "clvq_judge.human_eval.serve:StudyServeConfig", "clvq_judge.human_eval.serve:serve_study"),
-    Stage("study results", "Accuracy per method, Krippendorff's alpha and progress of a study, as tidy CSVs.",
+    Stage("study results", "Accuracy per condition x method with CIs, the concept's added value, alpha, flags and progress, as tidy CSVs.",
           "clvq_judge.human_eval.results:ResultsConfig", "clvq_judge.human_eval.results:study_results"),
-    Stage("study simulate", "LLM annotators answer a study through exactly what a person sees (kind 'simulated').",
+    Stage("study simulate", "LLM annotators answer a study through exactly the page a person sees, in every condition (kind 'simulated').",
           "clvq_judge.human_eval.simulate:SimulateConfig", "clvq_judge.human_eval.simulate:simulate_study"),
 ]
 

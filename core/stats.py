@@ -89,3 +89,56 @@ def krippendorff_alpha(ratings: np.ndarray, level: str = "nominal") -> float:
     if pairable == 0 or len(values) < 2:
         return float("nan")
     return float(krippendorff.alpha(reliability_data=ratings, level_of_measurement=level))
+
+
+def _cluster_sums(clusters: np.ndarray, values: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster of `ids`: the sum of the finite `values` and how many there are."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    index = np.searchsorted(ids, np.asarray(clusters))
+    sums = np.bincount(index, weights=np.where(finite, values, 0.0), minlength=len(ids))
+    counts = np.bincount(index, weights=finite.astype(np.float64), minlength=len(ids))
+    return sums, counts
+
+
+def cluster_mean_ci(
+    clusters: np.ndarray, values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of the mean of the finite `values`, resampling whole clusters (seeded).
+
+    The draws are `cluster_resamples`' (those `bootstrap_statistic` makes), so the interval equals
+    `bootstrap_statistic` with the mean as statistic; the mean of resampled clusters is their summed values
+    over their summed counts, so each replicate is one gather over clusters, not a concatenation of rows.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).any() or n_boot < 1:
+        return float("nan"), float("nan")
+    ids = np.unique(np.asarray(clusters))
+    sums, counts = _cluster_sums(clusters, values, ids)
+    draws = np.array(list(cluster_resamples(len(ids), n_boot, seed)), dtype=np.int64).reshape(n_boot, len(ids))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        replicates = sums[draws].sum(1) / counts[draws].sum(1)
+    return percentile_interval(replicates, level)
+
+
+def cluster_mean_difference_ci(
+    clusters_a: np.ndarray, values_a: np.ndarray, clusters_b: np.ndarray, values_b: np.ndarray,
+    n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+) -> tuple[float, float, float]:
+    """mean(a) - mean(b) of the finite values and its percentile interval, resampling the clusters both
+    groups share ids from (e.g. sentences answered in two study conditions) together, so that a sentence
+    easy in both groups moves both means at once (a paired, cluster-level bootstrap)."""
+    values_a, values_b = np.asarray(values_a, dtype=np.float64), np.asarray(values_b, dtype=np.float64)
+    if not np.isfinite(values_a).any() or not np.isfinite(values_b).any():
+        return float("nan"), float("nan"), float("nan")
+    point = float(np.nanmean(values_a) - np.nanmean(values_b))
+    if n_boot < 1:
+        return point, float("nan"), float("nan")
+    ids = np.unique(np.concatenate([np.asarray(clusters_a), np.asarray(clusters_b)]))
+    sums_a, counts_a = _cluster_sums(clusters_a, values_a, ids)
+    sums_b, counts_b = _cluster_sums(clusters_b, values_b, ids)
+    draws = np.array(list(cluster_resamples(len(ids), n_boot, seed)), dtype=np.int64).reshape(n_boot, len(ids))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        replicates = sums_a[draws].sum(1) / counts_a[draws].sum(1) - sums_b[draws].sum(1) / counts_b[draws].sum(1)
+    low, high = percentile_interval(replicates, level)
+    return point, low, high

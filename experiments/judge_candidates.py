@@ -129,12 +129,12 @@ def render(data: dict) -> str:
         runtime = c["judge"].split(":")[0].replace("embedded", "transformers")
         model = data["models"].get(c["judge"], c["judge"])
         bias = fmt(c["position_bias"]) if "position_bias" in c else "none (no option order)"
+        known = fmt(c["known_answer"]) + ("" if c["informative"] else " (not informative)")
         lexical = c["per_method"][0].get("string_match_known_answer")
         if lexical is not None and isinstance(lexical, float) and math.isfinite(lexical):
-            bias += f"; word-on-card control would score {lexical:.2f}"
+            known += f"; spotting the word on the card alone: {lexical:.2f}"
         incons = f"{c['position_inconsistency']:.2f}" if "position_inconsistency" in c else "-"
-        lines.append(f"| {model} | {runtime} ({c['precision']}) | {c['protocol']} | {c['show']} | {fmt(c['known_answer'])}"
-                     f"{'' if c['informative'] else ' (not informative)'} | {incons} | {bias} | "
+        lines.append(f"| {model} | {runtime} ({c['precision']}) | {c['protocol']} | {c['show']} | {known} | {incons} | {bias} | "
                      f"{c['seconds_per_request']:.2f} | {c['requests']} | "
                      f"{'-' if c['wall_seconds'] is None else round(c['wall_seconds'])} |")
     lines += ["", "Per method (what each candidate would report):", ""]
@@ -142,7 +142,9 @@ def render(data: dict) -> str:
         lines.append(f"- **{data['models'].get(c['judge'], c['judge'])}, {c['judge'].split(':')[0]}, {c['protocol']}**:")
         for row in c["per_method"]:
             if c["protocol"] == "detection":
-                lines.append(f"  {row['method']} detection AUC {fmt([row['detection_auc'], row['detection_auc_low'], row['detection_auc_high']])}")
+                lexical = row.get("string_match_auc")
+                extra = f" (spotting the word on the card alone: {lexical:.2f})" if isinstance(lexical, float) and math.isfinite(lexical) else ""
+                lines.append(f"  {row['method']} detection AUC {fmt([row['detection_auc'], row['detection_auc_low'], row['detection_auc_high']])}{extra}")
             else:
                 lines.append(f"  {row['method']} win rate {fmt([row['win_rate'], row['win_rate_low'], row['win_rate_high']])}")
     if data.get("notes"):
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--model-name", action="append", default=[], help="SPEC=readable model name")
     parser.add_argument("--note", action="append", default=[])
+    parser.add_argument("--rename", action="append", default=[],
+                        help="OLD=NEW judge spec, e.g. a local GGUF path to the embedded alias of the same file")
     parser.add_argument("--adopt", action="append", default=[],
                         help="FOLDER[:TIMING_FOLDER]: a finished ranking folder (a run's judge/results/<protocol>-<hash>) "
                         "to add as measured; TIMING_FOLDER: the ranking that sent its (since cached) requests")
@@ -185,6 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         folder, _, timing = item.partition(":")
         data["candidates"].append(summarise_ranking(Path(folder), None, timing=Path(timing) if timing else None))
         write_json(out, data)
+    renames = dict(item.split("=", 1) for item in args.rename)
+    for c in data["candidates"]:
+        for old, new in renames.items():
+            c["judge"] = c["judge"].replace(old, new)
+            c["table"] = c.get("table", "").replace(old, new)
+            for row in c["per_method"]:
+                row["judge"] = str(row["judge"]).replace(old, new)
+    write_json(out, data)
     for i, candidate in enumerate(args.candidate, start=len(data["candidates"])):
         spec, protocol, show = candidate.split("|")
         print(f"measuring {spec} {protocol} {show}", flush=True)

@@ -1,13 +1,14 @@
 """`clvq-judge study create`: sample items from a run, design who annotates what, write the study file.
 
 Design. `items` evaluation sentences are sampled by `core.units.sample_units` (seeded, stratified by the
-model's predicted label); each sentence becomes one item per method: the sentence with its explanation
-token marked and that method's concept for the token. Each item is answered by `overlap` annotators, and
-nobody sees one sentence under two methods (they would compare the two visualizations), so a sentence
-needs `methods x overlap` different annotators. Sentences are handed out greedily to the least-loaded
-annotators (seeded tie-breaks) and, within a sentence, methods are matched to annotators by an optimal
-assignment that favours the method each has seen least, which keeps both the load and the methods per
-annotator balanced to within one item in practice (the tests check it).
+model's predicted label). Each sentence becomes one item per *cell*: a (condition, method) pair for a
+condition that shows a concept (`concept`, `both`), and one (condition, no method) item for a condition that
+does not (`sentence`, the same page whatever the method). Each item is answered by `overlap` annotators, and
+nobody meets one sentence twice, in any condition or method (they would compare, or carry what one page
+told them to the next), so a sentence needs `cells x overlap` different annotators. Sentences are handed
+out greedily to the least-loaded annotators (seeded tie-breaks) and, within a sentence, cells are matched
+to annotators by an optimal assignment that favours the cell each has seen least, which keeps both the
+load and the conditions x methods per annotator balanced to within one item in practice (the tests check it).
 
 Attention checks are instructed-response items: the sentence reads "Attention check: please select
 <label>", with no concept; each annotator gets all of them at seeded random places in their sequence
@@ -32,7 +33,8 @@ from clvq_judge.core.errors import UserError
 from clvq_judge.core.runs import Run, RunOptions
 from clvq_judge.core.units import load_cards, sample_units
 
-from .display import attention_display, item_display
+from .conditions import cells, condition_names, get_condition
+from .display import attention_display
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -46,10 +48,13 @@ class CreateConfig(RunOptions):
 
     method: tuple[str, ...] = ("clvq", "kmeans", "sae")
     """Concept methods to compare (each needs finished `concepts`); repeat the option or list several."""
+    condition: tuple[str, ...] = ("concept",)
+    """What an item shows: concept (the concept's card only, the paper's protocol), sentence (the sentence with
+    its explanation word highlighted, no concept: the control) or both; repeat the option for several."""
     items: int = 60
     """Evaluation sentences to sample; each is shown once per method."""
     overlap: int = 3
-    """Annotators per (sentence, method) item; methods x overlap must not exceed the annotator count."""
+    """Annotators per item; (condition x method cells) x overlap must not exceed the annotator count."""
     annotators: int = 9
     """Number of annotators (one invite link each)."""
     attention_checks: int = 4
@@ -57,7 +62,7 @@ class CreateConfig(RunOptions):
     name: str | None = None
     """Study name (file runs/<run>/studies/<name>.sqlite); none = study-<seed>."""
     seed: int = 0
-    """Seed for the sentence sample, the assignment and the item order."""
+    """Seed for the sentence sample, the assignment, the item order and each item's label order."""
     base_url: str = "http://localhost:8501"
     """Address annotators open; each invite link is <base-url>/?token=..."""
     admin_password_env: str | None = None
@@ -73,30 +78,31 @@ def study_path(runs_dir: str | os.PathLike, run: str, name: str) -> Path:
     return Path(runs_dir) / run / "studies" / f"{name}.sqlite"
 
 
-def check_design(n_methods: int, overlap: int, annotators: int) -> None:
-    if annotators < 1 or overlap < 1 or n_methods < 1:
-        raise UserError("--annotators, --overlap and the number of --method values must be at least 1")
+def check_design(n_cells: int, overlap: int, annotators: int, what: str = "") -> None:
+    if annotators < 1 or overlap < 1 or n_cells < 1:
+        raise UserError("--annotators, --overlap and the number of --method and --condition values must be at least 1")
     if overlap > annotators:
         raise UserError(f"--overlap {overlap} is above --annotators {annotators}: each item needs that many different annotators")
-    if n_methods * overlap > annotators:
+    if n_cells * overlap > annotators:
         raise UserError(
-            f"{n_methods} methods x overlap {overlap} needs at least {n_methods * overlap} annotators so that nobody sees "
-            f"a sentence twice, got --annotators {annotators}: raise --annotators or lower --overlap"
+            f"{what or f'{n_cells} methods'} x overlap {overlap} needs at least {n_cells * overlap} annotators so that "
+            f"nobody meets a sentence twice, got --annotators {annotators}: raise --annotators, lower --overlap or "
+            f"drop a --condition or --method"
         )
 
 
-def assign(n_sentences: int, n_methods: int, annotators: int, overlap: int, seed: int) -> list[list[tuple[int, int]]]:
-    """Per annotator, the (sentence, method) items they answer, in presentation order.
+def assign(n_sentences: int, n_cells: int, annotators: int, overlap: int, seed: int) -> list[list[tuple[int, int]]]:
+    """Per annotator, the (sentence, cell) items they answer, in presentation order.
 
-    Every item gets exactly `overlap` annotators; no annotator gets a sentence twice.
+    Every item gets exactly `overlap` annotators; no annotator gets a sentence twice (in any cell).
     """
     from scipy.optimize import linear_sum_assignment
 
-    check_design(n_methods, overlap, annotators)
+    check_design(n_cells, overlap, annotators)
     rng = np.random.default_rng(seed)
     load = np.zeros(annotators, dtype=np.int64)
-    seen = np.zeros((annotators, n_methods), dtype=np.int64)
-    slots = np.repeat(np.arange(n_methods), overlap)
+    seen = np.zeros((annotators, n_cells), dtype=np.int64)
+    slots = np.repeat(np.arange(n_cells), overlap)
     per: list[list[tuple[int, int]]] = [[] for _ in range(annotators)]
     for sentence in range(n_sentences):
         # least loaded first; a fresh random key breaks ties so no annotator is always last in line
@@ -137,7 +143,15 @@ def create_study(config: CreateConfig) -> str:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UserError(f"unknown --method {' '.join(unknown)}: use some of {', '.join(METHODS)}")
-    check_design(len(methods), config.overlap, config.annotators)
+    conditions = list(dict.fromkeys(config.condition))
+    if not conditions:
+        raise UserError(f"no --condition given: name at least one of {', '.join(condition_names())}")
+    for condition in conditions:
+        get_condition(condition)  # an unknown name fails here with the list of known ones
+    design = cells(conditions, methods)
+    what = " + ".join(f"{c} ({len(methods) if get_condition(c).per_method else 1} item{'s' if get_condition(c).per_method and len(methods) > 1 else ''})"
+                      for c in conditions)
+    check_design(len(design), config.overlap, config.annotators, f"{len(design)} items per sentence [{what}]")
     if config.items < 1:
         raise UserError(f"--items must be at least 1, got {config.items}")
     if config.attention_checks < 0:
@@ -167,16 +181,19 @@ def create_study(config: CreateConfig) -> str:
     labels = label_names(run)
     cards = {m: load_cards(run, m) for m in methods}
 
+    # Item ids follow sentence x cell; they never reach the page (widget keys are opaque, see Store.widget_key).
     items: list[dict] = []
     item_id: dict[tuple[int, int], int] = {}
     for s, unit in enumerate(units):
-        for m, method in enumerate(methods):
-            concept = unit.concepts[method]
-            item_id[(s, m)] = len(items) + 1
+        for c, (condition, method) in enumerate(design):
+            concept = unit.concepts[method] if method is not None else None
+            card = cards[method][concept] if method is not None else None
+            item_id[(s, c)] = len(items) + 1
             items.append({
-                "id": len(items) + 1, "kind": "task", "sentence": unit.sentence, "method": method, "concept": concept,
-                "truth": unit.prediction_label,
-                "display": item_display(unit.text, unit.span, unit.word, cards[method][concept], config.top_words, config.examples),
+                "id": len(items) + 1, "kind": "task", "condition": condition, "sentence": unit.sentence, "method": method,
+                "concept": concept, "truth": unit.prediction_label,
+                "display": get_condition(condition).display(unit.sentence, unit.text, unit.span, unit.word, card,
+                                                       config.top_words, config.examples),
             })
     rng = np.random.default_rng(config.seed + 1)
     check_labels = [labels[i] for i in rng.permutation(len(labels))]
@@ -186,7 +203,7 @@ def create_study(config: CreateConfig) -> str:
         checks.append(len(items) + 1)
         items.append({"id": len(items) + 1, "kind": "attention", "truth": label, "display": attention_display(label)})
 
-    per = assign(len(units), len(methods), config.annotators, config.overlap, config.seed)
+    per = assign(len(units), len(design), config.annotators, config.overlap, config.seed)
     annotators, assignments = [], []
     width = len(str(config.annotators))
     for a, seq in enumerate(per):
@@ -200,6 +217,7 @@ def create_study(config: CreateConfig) -> str:
 
     meta = {
         "name": name, "run": run.name, "run_root": str(run.root.resolve()), "labels": labels, "methods": methods,
+        "conditions": conditions, "order_seed": int(config.seed), "key_secret": secrets.token_hex(16),
         "config": {k: v for k, v in to_dict(config).items() if k != "admin_password_env"},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "admin_password": hash_password(password) if password else None,
@@ -214,8 +232,8 @@ def create_study(config: CreateConfig) -> str:
     finally:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{tmp}{suffix}").unlink(missing_ok=True)
-    log.info("study %s: %d items (%d sentences x %d methods) + %d attention checks, %d annotators",
-             name, len(items) - len(checks), len(units), len(methods), len(checks), len(annotators))
+    log.info("study %s: %d items (%d sentences x %d condition/method cells) + %d attention checks, %d annotators",
+             name, len(items) - len(checks), len(units), len(design), len(checks), len(annotators))
     return invite_text(path, config.base_url)
 
 

@@ -1,24 +1,30 @@
 """`clvq-judge study simulate`: LLM annotators answer a study through exactly what a person sees.
 
-Each item is turned into the annotator's view by `display.item_view` (the same call the app makes) and
-its `plain()` text is all the prompt (`prompts/annotator.v1.j2`) receives: the sentence with its marked
-word, the concept's words with counts or its example sentences, and the label choices; never the method or
-the model's prediction (those stay in the study file).
+Each item is turned into the annotator's view by `display.item_view` (the same call the app makes, with the
+same seeded label order `Store.option_order` gives a person) and its `plain()` text is all the prompt
+(`prompts/annotator.v2.j2`) receives: the condition's question, the sentence with its marked word when the
+condition shows it, the concept's words with counts or its example sentences when it shows one (with the
+page's captions), and the label choices in the offered order; never the method, the condition's name or
+the model's prediction (those stay in the study file). The order is recorded with each answer.
 
 Design. Simulated annotator i takes the assignment of human annotator i (same items, same order, the
-attention checks included), so the simulated answers inherit the study's balance (methods per annotator,
-no sentence under two methods) and every simulated answer has human answers to the same item to agree
+attention checks included), so the simulated answers inherit the study's balance (conditions x methods
+per annotator, no sentence met twice) and every simulated answer has human answers to the same item to agree
 with. The answer is a verdict over letter labels (A, B, ...) mapped to the label names, since label names
-may share a first token. "Can't tell" is never offered: a log-probability judge always has a most likely
-label, so the option would be dead. Confidence 1-5 buckets the soft probability of the answer between
-chance (1) and certainty (5). Answers go through `Store.record_answer`, the app's own path, one transaction
+may share a first token: read from the letters' log-probabilities renormalised over the offered letters
+(`judge.stats.normalise_choice`) when the backend gives them, else parsed from the reply's text by the
+judge's strict parser (`judge.verdicts.parse_choice`; an unparseable reply is stored as can't tell). "Can't
+tell" is never offered: a log-probability judge always has a most likely label, so the option would be
+dead. Confidence 1-5 buckets the soft probability of the answer between chance (1) and certainty (5).
+Answers go through `Store.record_answer`, the app's own path, one transaction
 each; a rerun reuses the judge cache and the store's idempotent submits, so it sends and adds nothing.
 
 With a deterministic verdict, simulated annotators that share an item give the same answer; `--answer
 sample` instead draws each annotator's answer from the judge's probabilities (seeded per annotator and
 item), a population of readers with the judge's beliefs. A small judge prefers the first letter whatever
-the content (the embedded 0.5B judge puts about 40% on "A" across five labels); the attention checks show
-it (an instruction it cannot follow), and `--choice-order shuffled` spreads that bias over the labels.
+the content (the embedded 0.5B judge puts about 40% on "A" across five labels): the seeded order spreads
+that bias over the labels, and `study results` flags a simulated annotator whose attention checks fail or
+whose answers collapse on one label or one option place as not informative.
 """
 
 from __future__ import annotations
@@ -38,14 +44,15 @@ from clvq_judge.core.runs import RunOptions
 from clvq_judge.judge.backends import JudgeOptions, open_judges
 from clvq_judge.judge.client import Completion, Request
 from clvq_judge.judge.render import prompt
+from clvq_judge.judge.labels import normalise_choice, parse_choice
 
-from .display import item_view
+from .display import EXAMPLES_CAPTION, WORDS_CAPTION, item_view, option_order
 from .results import resolve_study
 from .store import Store
 
 log = logging.getLogger(__name__)
 
-TEMPLATE = "annotator.v1.j2"
+TEMPLATE = "annotator.v2.j2"
 KIND = "simulated"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 CHUNK = 64
@@ -65,12 +72,8 @@ class SimulateConfig(JudgeOptions, RunOptions):
     answer: Literal["verdict", "sample"] = "verdict"
     """verdict: the judge's most likely label; sample: a draw from its label probabilities, seeded per annotator
     and item (annotators sharing an item then differ as readers would)."""
-    choice_order: Literal["study", "shuffled"] = "study"
-    """study: the labels in the app's order; shuffled: a seeded order per item (the same for every simulated
-    annotator), so a small judge's preference for the first letter spreads over the labels instead of
-    always naming the study's first label."""
     seed: int = 0
-    """Seed of the draws of --answer sample and of --choice-order shuffled."""
+    """Seed of the draws of --answer sample (the label order is the study's own, seeded per annotator and item)."""
 
 
 @dataclass(frozen=True)
@@ -90,27 +93,15 @@ def letter_choices(labels: list[str]) -> list[tuple[str, str]]:
     return list(zip(LETTERS, labels))
 
 
-def ordered_labels(labels: list[str], order: str, seed: int, item: int) -> list[str]:
-    if order == "study":
-        return list(labels)
-    return [labels[i] for i in np.random.default_rng([seed, item]).permutation(len(labels))]
-
-
 def annotator_messages(display: dict, labels: list[str]) -> tuple[tuple[str, str], ...]:
     """The prompt of one item, from the annotator's view only (its choices in the order of `labels`)."""
     view = item_view(display, labels, allow_cant_tell=False)
     plain = view.plain()
     return prompt(TEMPLATE).messages(
-        sentence=plain["sentence"], top_words=plain["top_words"], examples=plain["examples"],
-        choices=letter_choices(plain["choices"]), instruction=view.is_instruction,
+        question=plain["question"], sentence=plain["sentence"], top_words=plain["top_words"],
+        examples=plain["examples"], note=plain["note"], words_caption=WORDS_CAPTION,
+        examples_caption=EXAMPLES_CAPTION, choices=letter_choices(plain["choices"]), instruction=view.is_instruction,
     )
-
-
-def probabilities(logprobs: dict[str, float], letters: list[str]) -> np.ndarray:
-    """Softmax of the letters' log-probabilities, renormalised over the offered letters."""
-    x = np.array([logprobs[c] for c in letters], dtype=np.float64)
-    x = np.exp(x - x.max())
-    return x / x.sum()
 
 
 def confidence_bucket(p: float, n_choices: int) -> int:
@@ -125,13 +116,13 @@ def confidence_bucket(p: float, n_choices: int) -> int:
 def read_answer(completion: Completion, choices: list[tuple[str, str]], mode: str, rng: np.random.Generator | None) -> Answer:
     letters = [c for c, _ in choices]
     label_of = dict(choices)
-    if completion.choice_logprobs and all(c in completion.choice_logprobs for c in letters):
-        p = probabilities(completion.choice_logprobs, letters)
+    soft = normalise_choice(completion.choice_logprobs, letters)
+    if soft is not None:
+        p = np.array([soft[c] for c in letters])
         k = int(rng.choice(len(letters), p=p)) if mode == "sample" and rng is not None else int(np.argmax(p))
         return Answer(label_of[letters[k]], confidence_bucket(float(p[k]), len(letters)), float(p[k]))
-    # A backend without log-probabilities: the letter it wrote, at no stated confidence.
-    m = re.match(r"\s*\(?([A-Z])\b", completion.text or "")
-    letter = m.group(1) if m and m.group(1) in label_of else None
+    # A backend without log-probabilities: the letter it wrote (strictly parsed), at no stated confidence.
+    letter = parse_choice(completion.text or "", letters)
     return Answer(label_of.get(letter), None, None)
 
 
@@ -159,7 +150,8 @@ def simulate_study(config: SimulateConfig) -> str:
 
     judges = open_judges(config, path.with_name(f"{path.stem}.simulate-cache.sqlite"), resolve_device(config.device))
     template = prompt(TEMPLATE)
-    lines, record = [], store.meta().get("simulations") or {}
+    meta = store.meta()
+    lines, record, order_seed = [], meta.get("simulations") or {}, int(meta.get("order_seed", 0))
     try:
         for judge in judges:
             sims = [store.add_annotator_like(f"sim-{judge_slug(judge.name)}-{i + 1}", KIND, humans[i].id)
@@ -170,7 +162,8 @@ def simulate_study(config: SimulateConfig) -> str:
                 log.info("--force: %d earlier answers of %s's simulated annotators deleted", cleared, judge.name)
             for i, sim in enumerate(sims):
                 record[sim.name] = {"judge": judge.name, "model": judge.cache_model, "takes_items_of": humans[i].name,
-                                    "answer": config.answer, "choice_order": config.choice_order, "seed": config.seed,
+                                    "answer": config.answer, "option_order": "the study's, seeded per annotator and item",
+                                    "seed": config.seed,
                                     "prompt": template.name, "prompt_sha": template.sha}
             store.set_meta("simulations", record)
             pending = [(sim, item, display) for sim in sims for item, display in store.pending_items(sim.id)]
@@ -178,7 +171,7 @@ def simulate_study(config: SimulateConfig) -> str:
             # In chunks, so a long simulation lands in the study as it goes (the cache keeps the rest).
             for at in range(0, len(pending), CHUNK):
                 chunk = pending[at:at + CHUNK]
-                shown = [ordered_labels(labels, config.choice_order, config.seed, item) for _, item, _ in chunk]
+                shown = [option_order(labels, order_seed, sim.id, item) for sim, item, _ in chunk]
                 requests = [Request(messages=annotator_messages(display, order), max_tokens=2,
                                     choices=tuple(LETTERS[:len(order)]))
                             for (_, _, display), order in zip(chunk, shown)]
@@ -187,7 +180,7 @@ def simulate_study(config: SimulateConfig) -> str:
                     answer = read_answer(completion, letter_choices(order), config.answer,
                                          item_seed(config.seed, sim.id, item))
                     unparsed += answer.label is None
-                    stored += store.record_answer(sim.id, item, answer.label, answer.confidence,
+                    stored += store.record_answer(sim.id, item, answer.label, answer.confidence, options=order,
                                                   seconds=0.0 if completion.cached else completion.seconds)
             usage = judge.usage
             lines.append(f"{judge.name}: {len(sims)} simulated annotators, {stored} answers stored "

@@ -7,6 +7,8 @@ schema version sits in `PRAGMA user_version`; a file from another version is ref
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 import sqlite3
@@ -19,7 +21,7 @@ from typing import Any
 
 from clvq_judge.core.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE meta (
@@ -29,6 +31,7 @@ CREATE TABLE meta (
 CREATE TABLE items (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL CHECK (kind IN ('task', 'attention')),
+    condition TEXT,
     sentence INTEGER,
     method TEXT,
     concept INTEGER,
@@ -55,13 +58,15 @@ CREATE TABLE answers (
     item INTEGER NOT NULL,
     answer TEXT,
     confidence INTEGER,
+    options TEXT,
     seconds REAL,
     answered_at REAL NOT NULL,
     UNIQUE (annotator, item),
     FOREIGN KEY (annotator, item) REFERENCES assignments(annotator, item)
 );
 """
-# `answers.answer` is a label name, or NULL for "can't tell".
+# `answers.answer` is a label name, or NULL for "can't tell"; `answers.options` the JSON list of the labels in
+# the order they were offered (can't tell, when offered, always last); `items.condition` NULL for attention checks.
 
 
 @dataclass(frozen=True)
@@ -158,8 +163,9 @@ class Store:
         with self.write() as conn:
             conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
             conn.executemany(
-                "INSERT INTO items (id, kind, sentence, method, concept, truth, display) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(i["id"], i["kind"], i.get("sentence"), i.get("method"), i.get("concept"), i["truth"],
+                "INSERT INTO items (id, kind, condition, sentence, method, concept, truth, display) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(i["id"], i["kind"], i.get("condition"), i.get("sentence"), i.get("method"), i.get("concept"), i["truth"],
                   json.dumps(i["display"], ensure_ascii=False)) for i in items],
             )
             conn.executemany(
@@ -221,6 +227,22 @@ class Store:
             ).fetchall()
         return [(int(item), json.loads(display)) for item, display in rows]
 
+    def option_order(self, annotator: int, item: int) -> list[str]:
+        """The seeded order this annotator is offered this item's labels in (the same on every reload)."""
+        from .display import option_order
+
+        meta = self.meta()
+        return option_order(list(meta["labels"]), int(meta.get("order_seed", 0)), annotator, item)
+
+    def widget_key(self, annotator: int, item: int) -> str:
+        """An opaque name for the widgets of one (annotator, item): keyed by a secret of the study that never
+        leaves the server, so the page source says nothing about the item's id, method or place in the numbering
+        (the annotator's own token would not do: they hold it and could recompute the keys)."""
+        secret = self.meta().get("key_secret")
+        if not secret:
+            raise ValueError("study file has no key_secret")
+        return hmac.new(bytes.fromhex(secret), f"{annotator}:{item}".encode(), hashlib.sha256).hexdigest()[:16]
+
     # --- writing ------------------------------------------------------------------------------------
     def add_annotator_like(self, name: str, kind: str, like: int) -> Annotator:
         """An extra annotator (e.g. a simulated one) given the same items, in the same order, as annotator `like`.
@@ -263,12 +285,13 @@ class Store:
 
     def record_answer(
         self, annotator: int, item: int, answer: str | None, confidence: int | None, seconds: float | None = None,
-        now: float | None = None,
+        now: float | None = None, options: list[str] | None = None,
     ) -> bool:
         """Store one answer in one transaction; True if stored, False if this item was already answered.
 
-        `seconds` defaults to the time since the item was first shown. An item outside the annotator's
-        assignment or an answer that is not a label name is a bug in the caller, so it raises.
+        `seconds` defaults to the time since the item was first shown; `options` is the order the labels were
+        offered in (see `display.option_order`). An item outside the annotator's assignment, an answer that is
+        not a label name or an order that is not a permutation of the labels is a bug in the caller: it raises.
         """
         now = time.time() if now is None else now
         with self.write() as conn:
@@ -280,12 +303,14 @@ class Store:
             labels = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'labels'").fetchone()[0])
             if answer is not None and answer not in labels:
                 raise ValueError(f"answer {answer!r} is not one of the study's labels")
+            if options is not None and sorted(options) != sorted(labels):
+                raise ValueError(f"option order {options!r} is not an order of the study's labels")
             if seconds is None and shown[0] is not None:
                 seconds = max(0.0, now - float(shown[0]))
             cur = conn.execute(
-                "INSERT OR IGNORE INTO answers (annotator, item, answer, confidence, seconds, answered_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (annotator, item, answer, confidence, seconds, now),
+                "INSERT OR IGNORE INTO answers (annotator, item, answer, confidence, options, seconds, answered_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (annotator, item, answer, confidence, None if options is None else json.dumps(list(options)), seconds, now),
             )
             return cur.rowcount == 1
 
@@ -295,11 +320,12 @@ class Store:
         with self.read() as conn:
             conn.execute("BEGIN")
             out = {
-                "items": list(conn.execute("SELECT id, kind, sentence, method, concept, truth FROM items ORDER BY id")),
+                "items": list(conn.execute(
+                    "SELECT id, kind, condition, sentence, method, concept, truth FROM items ORDER BY id")),
                 "annotators": list(conn.execute("SELECT id, name, kind FROM annotators ORDER BY id")),
                 "assignments": list(conn.execute("SELECT annotator, item, position FROM assignments")),
                 "answers": list(conn.execute(
-                    "SELECT annotator, item, answer, confidence, seconds, answered_at FROM answers ORDER BY id")),
+                    "SELECT annotator, item, answer, confidence, options, seconds, answered_at FROM answers ORDER BY id")),
             }
             conn.execute("COMMIT")
         return out

@@ -10,16 +10,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Mapping, Sequence
 
 import streamlit as st
+import streamlit.components.v1 as components
 
 from clvq_judge.core.errors import UserError
 
-from .display import CANT_TELL, ItemView, item_view
+from .display import CANT_TELL, EXAMPLES_CAPTION, WORDS_CAPTION, ItemView, item_view
 from .store import Store
+from .throttle import PASSWORDS
+
+log = logging.getLogger(__name__)
 
 ADMIN_ENV = "CLVQ_STUDY_ADMIN_PASSWORD"
 STUDY_ENV = "CLVQ_STUDY"
@@ -29,9 +35,9 @@ CSS = """
 .study-sentence { font-size: 1.15rem; line-height: 1.7; padding: .6rem .8rem; border-radius: .4rem;
                  background: rgba(127,127,127,.08); }
 .study-sentence mark, .study-example mark { background: #ffd54f; color: #000; padding: 0 .15rem; border-radius: .2rem; }
-.study-words { list-style: none; padding: 0; margin: 0; }
-.study-words li { display: flex; align-items: center; gap: .5rem; margin: .1rem 0; }
-.study-words .w { min-width: 9rem; font-family: monospace; }
+.study-words { list-style: none; padding: 0; margin: 0; columns: 2; column-gap: 1.5rem; }
+.study-words li { display: flex; align-items: center; gap: .5rem; margin: .05rem 0; break-inside: avoid; }
+.study-words .w { min-width: 8rem; font-family: monospace; overflow-wrap: anywhere; }
 .study-words .bar { height: .8rem; background: #64b5f6; border-radius: .2rem; }
 .study-words .n { color: #888; font-size: .85rem; }
 .study-example { margin: .3rem 0; }
@@ -71,13 +77,42 @@ def password_configured(meta: Mapping, environ: Mapping[str, str]) -> bool:
 
 # --- annotate ------------------------------------------------------------------------------------------
 
+CONFIDENCE = [1, 2, 3, 4, 5]
+
+# Runs in the page (a components iframe of the same origin): while the server does not answer its health
+# check, a banner says that nothing can be saved. The form is not cleared on submit (clear_on_submit=False),
+# so the chosen answer stays in it until the server has stored it and drawn the next item.
+CONNECTION_WATCH = """<script>
+(function () {
+  const doc = window.parent.document, id = "study-connection-banner";
+  let banner = doc.getElementById(id);
+  if (!banner) {
+    banner = doc.createElement("div");
+    banner.id = id;
+    banner.setAttribute("role", "alert");
+    banner.style.cssText = "position:fixed;top:0;left:0;right:0;z-index:1000000;padding:.8rem 1rem;" +
+      "background:#b71c1c;color:#fff;font:600 1rem sans-serif;text-align:center;display:none";
+    banner.textContent = "Not saved \u2014 the connection to the study server is lost, reconnecting\u2026 " +
+      "Your choice stays in the form: press Submit again once this message has gone.";
+    doc.body.appendChild(banner);
+  }
+  const health = new URL("_stcore/health", window.parent.location.href).href;
+  async function check() {
+    let ok = false;
+    try { ok = (await fetch(health, {cache: "no-store"})).ok; } catch (e) { ok = false; }
+    banner.style.display = ok ? "none" : "block";
+  }
+  setInterval(check, 1000);
+})();
+</script>"""
+
 
 def words_html(top_words: list[tuple[str, int]]) -> str:
     if not top_words:
-        return ""
+        return '<p class="study-empty">(this concept has no words to show)</p>'
     most = max(n for _, n in top_words) or 1
     rows = "".join(
-        f'<li><span class="w">{html.escape(w)}</span><span class="bar" style="width:{int(8 + 192 * n / most)}px"></span>'
+        f'<li><span class="w">{html.escape(w)}</span><span class="bar" style="width:{int(6 + 84 * n / most)}px"></span>'
         f'<span class="n">{int(n)}</span></li>'
         for w, n in top_words
     )
@@ -89,14 +124,27 @@ def render_item(view: ItemView) -> None:
     if view.is_instruction:
         st.markdown(f'<div class="study-sentence">{view.sentence_html}</div>', unsafe_allow_html=True)
         return
-    st.markdown("**The sentence.** The highlighted word is the one the model relied on most.")
-    st.markdown(f'<div class="study-sentence">{view.sentence_html}</div>', unsafe_allow_html=True)
-    st.markdown("**The concept of the highlighted word.** Words that share this concept, with how often they do:")
-    st.markdown(words_html(view.top_words), unsafe_allow_html=True)
+    st.markdown(f"**{html.escape(view.question)}**")
+    if view.sentence_html is not None:
+        st.markdown(f'<div class="study-sentence">{view.sentence_html}</div>', unsafe_allow_html=True)
+    if view.top_words is None:
+        return
     if view.examples_html:
-        st.markdown("Sentences where this concept occurs (its word highlighted):")
+        st.markdown(EXAMPLES_CAPTION)
         for example in view.examples_html:
             st.markdown(f'<div class="study-example">{example}</div>', unsafe_allow_html=True)
+    else:
+        st.markdown(WORDS_CAPTION)
+        st.markdown(words_html(view.top_words), unsafe_allow_html=True)
+    if view.word_missing_note:
+        st.caption(view.word_missing_note)
+
+
+def show_notice() -> None:
+    notice = st.session_state.pop("study_notice", None)
+    if notice:
+        kind, text = notice
+        getattr(st, kind)(text)
 
 
 def annotate_page(store: Store, token: str) -> None:
@@ -107,32 +155,47 @@ def annotate_page(store: Store, token: str) -> None:
         return
     progress = store.progress(annotator.id)
     st.progress(progress.answered / max(progress.total, 1), text=f"{progress.answered} of {progress.total} answered")
+    show_notice()
     current = store.next_item(annotator.id)
     if current is None:
         st.success("All done. Thank you! You can close this page.")
         return
     item, display = current
-    view = item_view(display, store.labels())
+    order = store.option_order(annotator.id, item)
+    view = item_view(display, order)
+    key = store.widget_key(annotator.id, item)
     store.mark_shown(annotator.id, item)
-    st.markdown("Which label did the model predict for this sentence? Judge from the highlighted word and its concept.")
     render_item(view)
-    with st.form(f"item-{item}", clear_on_submit=True):
-        st.radio("The model's prediction", view.choices, index=None, key=f"answer-{item}")
-        st.slider("Your confidence (1 = guess, 5 = sure)", min_value=1, max_value=5, value=3, key=f"confidence-{item}")
+    confidence = ("Your confidence: this is an attention check, so pick any value" if view.is_instruction
+                  else "Your confidence (1 = a guess, 5 = sure)")
+    with st.form(f"f-{key}", clear_on_submit=False, border=False):
+        st.radio("The model's prediction", view.choices, index=None, key=f"a-{key}")
+        st.radio(confidence, CONFIDENCE, index=None, horizontal=True, key=f"c-{key}")
         # The answer is stored in the submit callback, which runs before the script: the same run then
         # draws the next item, so a submit costs one script run, not two.
-        st.form_submit_button("Submit", on_click=submit_answer, args=(store, annotator.id, item))
-    if st.session_state.pop(f"missing-{item}", False):
-        st.warning("Please pick a label (or \u201ccan't tell\u201d) before submitting.")
+        st.form_submit_button("Submit", type="primary", on_click=submit_answer, args=(store, annotator.id, item, key, order))
+    components.html(CONNECTION_WATCH, height=0)
 
 
-def submit_answer(store: Store, annotator: int, item: int) -> None:
-    choice = st.session_state.get(f"answer-{item}")
-    if choice is None:
-        st.session_state[f"missing-{item}"] = True
+def submit_answer(store: Store, annotator: int, item: int, key: str, order: list[str]) -> None:
+    choice = st.session_state.get(f"a-{key}")
+    confidence = st.session_state.get(f"c-{key}")
+    if choice is None or confidence is None:
+        missing = " and ".join(x for x, v in (("a label (or \u201ccan't tell\u201d)", choice), ("a confidence", confidence))
+                               if v is None)
+        st.session_state["study_notice"] = ("warning", f"Not saved yet: please pick {missing}, then press Submit.")
         return
-    confidence = st.session_state.get(f"confidence-{item}")
-    store.record_answer(annotator, item, None if choice == CANT_TELL else choice, None if confidence is None else int(confidence))
+    try:
+        stored = store.record_answer(annotator, item, None if choice == CANT_TELL else choice, int(confidence),
+                                     options=order)
+    except (sqlite3.Error, ValueError):
+        log.exception("answer of annotator %d not stored", annotator)
+        st.session_state["study_notice"] = ("error", "Not saved: the study file could not store this answer. "
+                                            "Please press Submit again; if this repeats, tell the study's organiser.")
+        return
+    if not stored:
+        st.session_state["study_notice"] = ("info", "That item had already been answered (in another tab or window?): "
+                                            "the first answer is kept and this one was not saved. Here is your next item.")
 
 
 # --- results -------------------------------------------------------------------------------------------
@@ -153,43 +216,59 @@ def results_page(store: Store) -> None:
             submitted = st.form_submit_button("Show results")
         if not submitted:
             return
+        PASSWORDS.wait()
         if not password_ok(candidate, meta, os.environ):
-            st.error("Wrong password.")
+            PASSWORDS.failed()
+            wait = PASSWORDS.delay()
+            st.error("Wrong password." + (f" Repeated wrong passwords are slowed down: the next try waits {wait:.0f} s."
+                                          if wait else ""))
             return
+        PASSWORDS.succeeded()
         st.session_state["study_admin"] = True
         st.rerun()  # draw the results without the login form
     results = compute(store)
     s = results.summary
-    st.caption(f"study {s['study']} \u00b7 run {s['run']} \u00b7 {s['answers']} of {s['assigned']} answers")
+    st.caption(f"study {s['study']} \u00b7 run {s['run']} \u00b7 conditions {', '.join(s['conditions'])} \u00b7 "
+               f"{s['answers']} of {s['assigned']} human answers")
     cols = st.columns(3)
     cols[0].metric("Answers", f"{s['answers']} / {s['assigned']}")
     cols[1].metric("Alpha (overall)", "n/a" if s["alpha_overall"] is None else f"{s['alpha_overall']:.3f}")
     rate = s["attention_pass_rate"]
     cols[2].metric("Attention checks passed", "n/a" if rate is None else f"{rate:.0%}")
-    st.subheader("Accuracy per method (agreement with the model's prediction)")
-    st.dataframe(results.methods.round(3), hide_index=True)
-    st.altair_chart(accuracy_chart(results.methods, s.get("chance")))
-    st.subheader("Progress per annotator")
+    st.subheader("Accuracy per condition and method (agreement with the model's prediction)")
+    st.caption("Human and simulated annotators are never pooled. Chance = 1 / labels; majority = always naming the "
+               "most frequent prediction. " + s["informative_rule"] + ".")
+    table = results.conditions.copy()
+    table["informative"] = table["informative"].map({True: "yes", False: "NOT INFORMATIVE"})
+    st.dataframe(table.round(3), hide_index=True)
+    st.altair_chart(accuracy_chart(results.conditions, s.get("chance")))
+    if not results.added_value.empty:
+        st.subheader("What the concept adds: accuracy(both) \u2212 accuracy(sentence)")
+        st.dataframe(results.added_value.round(3), hide_index=True)
+    st.subheader("Annotators (progress, attention checks, informative)")
     st.dataframe(results.annotators.round(3), hide_index=True)
-    for name, frame in (("answers", results.answers), ("methods", results.methods), ("annotators", results.annotators)):
-        st.download_button(f"Download {name}.csv", frame.to_csv(index=False), file_name=f"{name}.csv", mime="text/csv")
+    for name, frame in results.frames().items():
+        st.download_button(f"Download {name}", frame.to_csv(index=False), file_name=name, mime="text/csv")
 
 
-def accuracy_chart(methods, chance: float | None):
-    """Accuracy per method with its 95% interval on a fixed 0-1 axis, and the chance level as a rule."""
+def accuracy_chart(conditions, chance: float | None):
+    """Accuracy per condition x method (one panel per annotator kind) with its 95% interval on a fixed 0-1
+    axis, and the chance level as a rule."""
     import altair as alt
-    import pandas as pd
 
-    data = methods[["method", "accuracy", "ci_low", "ci_high"]].dropna(subset=["accuracy"])
+    data = conditions[["kind", "condition", "method", "accuracy", "ci_low", "ci_high"]].dropna(subset=["accuracy"]).copy()
+    data["cell"] = data["condition"] + " \u00b7 " + data["method"]
+    data["chance"] = chance or 0.0
     y = alt.Scale(domain=[0, 1])
-    bars = alt.Chart(data).mark_bar(size=36).encode(
-        x=alt.X("method:N", title=None, axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("accuracy:Q", scale=y, title="accuracy (95% CI)"))
-    whiskers = alt.Chart(data).mark_rule(strokeWidth=2).encode(x="method:N", y=alt.Y("ci_low:Q", scale=y), y2="ci_high:Q")
+    base = alt.Chart(data)
+    bars = base.mark_bar(size=28).encode(
+        x=alt.X("cell:N", title=None, sort=None, axis=alt.Axis(labelAngle=-30)),
+        y=alt.Y("accuracy:Q", scale=y, title="accuracy (95% CI)"), color=alt.Color("condition:N"))
+    whiskers = base.mark_rule(strokeWidth=2).encode(x=alt.X("cell:N", sort=None), y=alt.Y("ci_low:Q", scale=y), y2="ci_high:Q")
     layers = bars + whiskers
     if chance:
-        layers += alt.Chart(pd.DataFrame({"chance": [chance]})).mark_rule(strokeDash=[4, 4], color="gray").encode(y="chance:Q")
-    return layers.properties(height=260)
+        layers += base.mark_rule(strokeDash=[4, 4], color="gray").encode(y=alt.Y("mean(chance):Q", scale=y))
+    return layers.properties(height=260).facet(column=alt.Column("kind:N", title=None))
 
 
 # --- entry ---------------------------------------------------------------------------------------------

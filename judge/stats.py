@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from clvq_judge.core.stats import cluster_resamples, krippendorff_alpha, percentile_interval
+from clvq_judge.core.stats import cluster_mean_ci, cluster_resamples, krippendorff_alpha, percentile_interval
 
 OUTCOME_COLUMNS = ["judge", "sentence", "method_a", "method_b", "score", "inconsistent", "soft"]
 
@@ -140,20 +140,6 @@ def _draws(sentences: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, n
     ids, inverse = np.unique(np.asarray(sentences), return_inverse=True)
     draws = np.array(list(cluster_resamples(len(ids), n_boot, seed)), dtype=np.int64).reshape(n_boot, len(ids))
     return inverse, draws
-
-
-def cluster_mean_ci(sentences: np.ndarray, values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of the mean of the finite `values`, resampling whole sentences (seeded)."""
-    values = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(values)
-    if not finite.any() or n_boot < 1:
-        return float("nan"), float("nan")
-    inverse, draws = _draws(sentences, n_boot, seed)
-    sums = np.bincount(inverse, weights=np.where(finite, values, 0.0))
-    counts = np.bincount(inverse, weights=finite.astype(np.float64))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        replicates = sums[draws].sum(1) / counts[draws].sum(1)
-    return percentile_interval(replicates)
 
 
 def bradley_terry_ci(outcomes: pd.DataFrame, methods: Sequence[str], n_boot: int = 1000, seed: int = 0) -> np.ndarray:

@@ -36,6 +36,7 @@ from clvq_judge.core.methods import METHODS, get_method, method_names
 from clvq_judge.core.runs import STAGE_DIRS, Run, RunOptions
 from clvq_judge.core.train import train, train_config_class
 from clvq_judge.human_eval.builder import CreateConfig, create_study, invite_links, study_path
+from clvq_judge.human_eval.conditions import cells
 from clvq_judge.human_eval.results import ResultsConfig, study_results
 from clvq_judge.human_eval.simulate import KIND, SimulateConfig, simulate_study
 from clvq_judge.human_eval.store import Store
@@ -59,7 +60,7 @@ QUICK = {
     "train": {"epochs": 2, "n_concepts": 32, "sae_latents": 64, "sae_topk": 8, "init_iterations": 5},
     "ablate": {"folds": 5, "bootstrap": 200, "sae_k": (1,)},
     "judge": {"sentences": 4, "bootstrap": 200},
-    "study": {"items": 4, "annotators": 3, "overlap": 1, "attention_checks": 1},
+    "study": {"items": 4, "overlap": 1, "attention_checks": 1},
 }
 AXES = ("model", "judge", "study")
 
@@ -286,20 +287,28 @@ def _model_axis(config: DemoConfig, common: dict, timer: Timer) -> list[str]:
     return lines
 
 
+# The demo's study holds every condition: concept (the paper's protocol), sentence (the control) and both, so
+# the concept's added value (both - sentence) can be read. Each item is answered `overlap` times and nobody
+# meets a sentence twice, so it needs (items per sentence) x overlap annotators: 3 methods x 2 + 1 = 7 x 2 = 14.
+STUDY_CONDITIONS = ("concept", "sentence", "both")
+STUDY_OVERLAP = 2
+
+
 def _study_axis(config: DemoConfig, common: dict, judge: dict, timer: Timer) -> list[str]:
     quick = config.quick
-    design = QUICK["study"] if quick else {}
+    design = dict(QUICK["study"]) if quick else {"overlap": STUDY_OVERLAP}
+    design["annotators"] = len(cells(list(STUDY_CONDITIONS), list(config.compare))) * design["overlap"]
     path = study_path(config.runs_dir, config.run, STUDY)
-    create = CreateConfig(**common, method=config.compare, items=config.study_items, name=STUDY, seed=config.seed,
-                          **{k: v for k, v in design.items() if k != "items"})
+    create = CreateConfig(**common, method=config.compare, condition=STUDY_CONDITIONS, items=config.study_items,
+                          name=STUDY, seed=config.seed, **{k: v for k, v in design.items() if k != "items"})
     if config.force or not path.exists() or _study_outdated(path, create):
         timer("study", create_study, dataclasses.replace(create, force=True))
         Store.open(path).set_meta("demo_config", _study_key(create))
     else:
         timer.skip("study")
     links = invite_links(path, create.base_url)
-    lines = [f"  study        {config.study_items} sentences x {len(config.compare)} methods, {len(links)} annotators "
-             f"-> {path}",
+    lines = [f"  study        {config.study_items} sentences x {len(config.compare)} methods x conditions "
+             f"{', '.join(STUDY_CONDITIONS)}, {len(links)} annotators -> {path}",
              f"    open it:   clvq-judge study serve --study {path}   then, as annotator 1: {links[0][1]}",
              f"    all invite links: clvq-judge study create prints them; results: clvq-judge study results --study {path}"]
     if config.simulated:
@@ -309,7 +318,8 @@ def _study_axis(config: DemoConfig, common: dict, judge: dict, timer: Timer) -> 
                                                              annotators=n, seed=config.seed))
         else:
             timer.skip("simulate")
-        lines.append(f"    {n} simulated annotators ({', '.join(config.judge)}) answered it:")
+        lines.append(f"    {n} simulated annotators ({', '.join(config.judge)}) took the items of annotators 1-{n}; "
+                     f"results per condition x method (who = human or simulated, never pooled):")
     # Always recomputed: people may have answered since the last demo.
     table = timer("results", study_results, ResultsConfig(**{**common, "force": False}, study=str(path), seed=config.seed))
     lines += ["      " + line for line in table.splitlines() if line.strip()]
@@ -317,8 +327,12 @@ def _study_axis(config: DemoConfig, common: dict, judge: dict, timer: Timer) -> 
 
 
 def _study_outdated(path: Path, create: CreateConfig) -> bool:
-    """A study built with other options (or from other concepts) than this demo's is rebuilt."""
-    return Store.open(path).meta().get("demo_config") != _study_key(create)
+    """A study built with other options (or from other concepts) than this demo's is rebuilt, and so is one of
+    an older study schema (the demo's study holds no one's answers until it is shared)."""
+    try:
+        return Store.open(path).meta().get("demo_config") != _study_key(create)
+    except UserError:
+        return True
 
 
 def _study_key(create: CreateConfig) -> dict:
@@ -406,11 +420,22 @@ def judge_figures(run: Run) -> dict | None:
 
 
 def study_figures(run: Run) -> dict | None:
-    """The demo study's summary and per-method accuracy (human and simulated columns), read from what
-    `study results` wrote (the demo runs it just before)."""
+    """The demo study's summary, its per-condition x method table and the concept's added value, read through
+    the collector from what `study results` wrote (the demo runs it just before). `methods` keeps the simulated
+    annotators' accuracy in the `concept` condition (the paper's protocol) under the names the README table reads."""
+    from clvq_judge.human_eval import schema
+
     results = Results(run)
-    summary, methods = results.study_summary(STUDY), results.study_table(STUDY, "methods")
-    if summary is None or methods is None:
+    summary, conditions = results.study_summary(STUDY), results.study_table(STUDY, "conditions")
+    if summary is None or conditions is None:
         return None
-    methods = methods.astype(object).where(methods.notna(), None)
-    return {"summary": summary, "methods": methods.to_dict(orient="records")}
+
+    def records(frame) -> list[dict]:
+        return [] if frame is None else frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+    rows = records(conditions)
+    methods = [{"method": r["method"], "sim_accuracy": r["accuracy"], "sim_ci_low": r["ci_low"],
+                "sim_ci_high": r["ci_high"], "sim_informative": r["informative"]}
+               for r in rows if r["kind"] == schema.SIMULATED and r["condition"] == "concept"]
+    return {"summary": summary, "conditions": rows, "added_value": records(results.study_table(STUDY, "added_value")),
+            "methods": methods}

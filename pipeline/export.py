@@ -7,7 +7,7 @@ Reads only what earlier stages wrote, through `clvq_judge.pipeline.collect` (the
 - human study: `runs/<run>/studies/<study>/results/*.csv` (`clvq-judge study results`), when present
 
 Writes each under a prefixed name (`judge_methods.csv`, `ablation_results.csv`,
-`human_<study>_methods.csv`, ...), a `summary.csv` with one row per method putting the three axes side by
+`human_<study>_conditions.csv`, ...), a `summary.csv` with one row per method putting the three axes side by
 side, and `manifest.json` naming every source file and the stage record it came from.
 """
 
@@ -22,6 +22,7 @@ import pandas as pd
 from clvq_judge.core.atomic import read_json, write_json, write_text
 from clvq_judge.core.errors import UserError
 from clvq_judge.core.runs import Run, RunOptions
+from clvq_judge.human_eval import schema
 from clvq_judge.pipeline.collect import Results, raw_tables
 
 log = logging.getLogger(__name__)
@@ -80,13 +81,15 @@ def ablation_summary(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def human_summary(found: dict[str, tuple[Path, pd.DataFrame]]) -> pd.DataFrame:
+    """Per method: human annotators' accuracy in each study's concept condition (the paper's protocol)."""
     out = pd.DataFrame(columns=["method"])
     for name, (_, table) in found.items():
-        if not (name.startswith("human_") and name.endswith("_methods")) or not {"method", "accuracy"} <= set(table):
+        if not (name.startswith("human_") and name.endswith("_conditions")) or not {"method", "accuracy"} <= set(table):
             continue
-        study = name[len("human_"):-len("_methods")]
+        study = name[len("human_"):-len("_conditions")]
+        rows = table[(table["kind"] == schema.HUMAN) & (table["condition"] == "concept")]
         cols = {"accuracy": f"human_{study}_accuracy", "ci_low": f"human_{study}_low", "ci_high": f"human_{study}_high"}
-        part = table[["method", *[c for c in cols if c in table]]].rename(columns=cols)
+        part = rows[["method", *[c for c in cols if c in rows]]].rename(columns=cols)
         out = part if out.empty else out.merge(part, on="method", how="outer")
     return out
 

@@ -63,24 +63,25 @@ def make_study(study_runs):
 
 @pytest.fixture
 def handmade_study(tmp_path):
-    """handmade_study(texts, labels=..., truths=...) -> a study file written straight through the store, one
-    method "clvq" and one annotator per call: app tests with chosen sentences, no run needed."""
-    from clvq_judge.human_eval.display import item_display
+    """handmade_study(texts, labels=..., truths=..., condition=...) -> a study file written straight through the
+    store, one method "clvq", one condition and one annotator per call: app tests with chosen sentences, no run
+    needed."""
+    from clvq_judge.human_eval.conditions import get_condition
     from clvq_judge.human_eval.store import Store
 
-    def make(texts, labels=("negative", "positive"), truths=None, annotators=1, token_prefix="tok"):
+    def make(texts, labels=("negative", "positive"), truths=None, annotators=1, token_prefix="tok", condition="both"):
         path = tmp_path / f"hand-{next(_names)}.sqlite"
         truths = truths or [labels[i % len(labels)] for i in range(len(texts))]
         card = {"top_words": [["<b>bold</b>", 3], ["plain", 1]], "examples": [], "is_start_dominated": False}
         items = [
             {"id": i + 1, "kind": "task", "sentence": i, "method": "clvq", "concept": 0, "truth": truths[i],
-             "display": item_display(t, (0, min(4, len(t))), t[:4], card)}
+             "condition": condition, "display": get_condition(condition).display(i, t, (0, min(4, len(t))), t[:4], card, 12, 3)}
             for i, t in enumerate(texts)
         ]
         people = [{"id": a + 1, "name": f"annotator-{a + 1}", "token": f"{token_prefix}{a + 1}"} for a in range(annotators)]
         assignments = [(a + 1, i + 1, i) for a in range(annotators) for i in range(len(texts))]
-        meta = {"name": "hand", "run": None, "labels": list(labels), "methods": ["clvq"], "config": {},
-                "admin_password": None}
+        meta = {"name": "hand", "run": None, "labels": list(labels), "methods": ["clvq"], "conditions": [condition],
+                "config": {}, "admin_password": None, "order_seed": 0, "key_secret": "00" * 16}
         Store.create(path).fill(meta, items, people, assignments)
         return path
 

@@ -120,12 +120,14 @@ def test_export_gathers_ranking_ablation_and_human_results(tmp_path):
         for c, a, d in rows
     ]).to_csv(run.root / "ablation" / "results.csv", index=False)
     (run.root / "studies" / "pilot" / "results").mkdir(parents=True)
-    pd.DataFrame([{"method": "clvq", "accuracy": 0.7, "ci_low": 0.5, "ci_high": 0.85}]).to_csv(
-        run.root / "studies" / "pilot" / "results" / "methods.csv", index=False)
+    pd.DataFrame([{"kind": "human", "condition": "concept", "method": "clvq", "accuracy": 0.7, "ci_low": 0.5,
+                   "ci_high": 0.85},
+                  {"kind": "simulated", "condition": "concept", "method": "kmeans", "accuracy": 0.2, "ci_low": 0.1,
+                   "ci_high": 0.3}]).to_csv(run.root / "studies" / "pilot" / "results" / "conditions.csv", index=False)
     text = export(ExportConfig(run="r", runs_dir=str(tmp_path / "runs"), out=str(tmp_path / "paper")))
     out = tmp_path / "paper"
     assert {p.name for p in out.iterdir()} >= {"judge_methods.csv", "judge_pairs.csv", "ablation_results.csv",
-                                               "human_pilot_methods.csv", "summary.csv", "manifest.json"}
+                                               "human_pilot_conditions.csv", "summary.csv", "manifest.json"}
     summary = pd.read_csv(out / "summary.csv").set_index("method")
     assert summary.loc["clvq", "judge_win_rate"] == 0.6 and summary.loc["kmeans", "ablation_model_after"] == 0.5
     assert summary.loc["clvq", "ablation_model_relative_drop"] == pytest.approx(0.33)

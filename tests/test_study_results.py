@@ -1,6 +1,7 @@
 """Study statistics against hand-computed values and the `krippendorff` package; the results command."""
 
 import json
+import re
 
 import krippendorff
 import numpy as np
@@ -8,7 +9,8 @@ import pandas as pd
 import pytest
 
 from clvq_judge.cli.main import main
-from clvq_judge.human_eval.results import accuracy_with_ci, compute_from, rating_matrix
+from clvq_judge.human_eval import schema
+from clvq_judge.human_eval.results import accuracy_with_ci, compute_from, informative, rating_matrix
 from clvq_judge.human_eval.store import Store
 
 LABELS = ["neg", "pos"]
@@ -21,21 +23,23 @@ def tables():
     Method b: item 3 (truth neg) answered pos, pos; item 4 (truth pos) answered pos; one assigned answer missing.
     Attention item 5 (truth pos): annotators 1 and 2 answered pos, annotator 3 neg.
     """
-    items = [(1, "task", 0, "a", 7, "neg"), (2, "task", 1, "a", 8, "pos"), (3, "task", 0, "b", 1, "neg"),
-             (4, "task", 1, "b", 2, "pos"), (5, "attention", None, None, None, "pos")]
+    items = [(1, "task", "concept", 0, "a", 7, "neg"), (2, "task", "concept", 1, "a", 8, "pos"),
+             (3, "task", "concept", 0, "b", 1, "neg"), (4, "task", "concept", 1, "b", 2, "pos"),
+             (5, "attention", None, None, None, None, "pos")]
     annotators = [(1, "ann-1", "human"), (2, "ann-2", "human"), (3, "ann-3", "human")]
+    o = '["neg", "pos"]'
     answers = [
-        (1, 1, "neg", 4, 2.0, 0.0), (2, 1, "neg", 3, 3.0, 0.0), (3, 1, "pos", 2, 4.0, 0.0),
-        (1, 2, "pos", 5, 1.0, 0.0), (2, 2, "pos", 5, 1.0, 0.0), (3, 2, None, 1, 9.0, 0.0),
-        (1, 3, "pos", 2, 2.0, 0.0), (2, 3, "pos", 2, 2.0, 0.0),
-        (3, 4, "pos", 3, 2.0, 0.0),
-        (1, 5, "pos", 5, 1.0, 0.0), (2, 5, "pos", 5, 1.0, 0.0), (3, 5, "neg", 5, 1.0, 0.0),
+        (1, 1, "neg", 4, o, 2.0, 0.0), (2, 1, "neg", 3, o, 3.0, 0.0), (3, 1, "pos", 2, o, 4.0, 0.0),
+        (1, 2, "pos", 5, o, 1.0, 0.0), (2, 2, "pos", 5, o, 1.0, 0.0), (3, 2, None, 1, o, 9.0, 0.0),
+        (1, 3, "pos", 2, o, 2.0, 0.0), (2, 3, "pos", 2, o, 2.0, 0.0),
+        (3, 4, "pos", 3, o, 2.0, 0.0),
+        (1, 5, "pos", 5, o, 1.0, 0.0), (2, 5, "pos", 5, o, 1.0, 0.0), (3, 5, "neg", 5, '["pos", "neg"]', 1.0, 0.0),
     ]
     assignments = [(a, i, p) for p, (a, i, *_rest) in enumerate(answers)] + [(1, 4, 99)]
     return {"items": items, "annotators": annotators, "answers": answers, "assignments": assignments}
 
 
-META = {"name": "t", "run": "r", "labels": LABELS, "methods": ["a", "b"]}
+META = {"name": "t", "run": "r", "labels": LABELS, "methods": ["a", "b"], "conditions": ["concept"]}
 
 
 def test_hand_computed_alpha_and_package_agree():
@@ -75,7 +79,10 @@ def test_fast_interval_equals_the_shared_cluster_bootstrap():
 
 def test_results_from_tables_match_hand_values():
     r = compute_from(tables(), META, n_boot=500, seed=0)
-    m = r.methods.set_index("method")
+    assert list(r.conditions.columns) == schema.CONDITIONS and list(r.answers.columns) == schema.ANSWERS
+    assert list(r.annotators.columns) == schema.ANNOTATORS and set(r.summary) == set(schema.SUMMARY)
+    assert set(r.conditions["kind"]) == {"human"} and set(r.conditions["condition"]) == {"concept"}
+    m = r.conditions.set_index("method")
     # a: correct = neg/neg/pos on item 1 -> 2 of 3; pos/pos/can't tell on item 2 -> 2 of 3: 4 of 6
     assert m.loc["a", "accuracy"] == pytest.approx(4 / 6)
     assert m.loc["a", "cant_tell_rate"] == pytest.approx(1 / 6)
@@ -95,6 +102,57 @@ def test_results_from_tables_match_hand_values():
     assert ann.loc["ann-3", "attention_pass_rate"] == 0 and ann.loc["ann-1", "attention_pass_rate"] == 1
     assert ann.loc["ann-1", "assigned"] == 5 and ann.loc["ann-1", "answered"] == 4
     assert ann.loc["ann-3", "median_seconds"] == pytest.approx(3.0)  # of 4, 9, 2 and 1 seconds
+    # ann-3 passed 0 of 1 attention checks: flagged, and so is every row it answered in
+    assert not ann.loc["ann-3", "informative"] and "attention" in ann.loc["ann-3", "flag"]
+    assert ann.loc["ann-1", "informative"] and not m.loc["a", "informative"] and m.loc["a", "flagged_annotators"] == 1
+    assert m.loc["a", "chance"] == 0.5 and m.loc["a", "majority_baseline"] == 0.5
+    # the recorded order: ann-3's attention answer "neg" sat second in ["pos", "neg"]
+    check = r.answers[(r.answers["annotator"] == 3) & (r.answers["item"] == 5)].iloc[0]
+    assert check["options"] == "pos | neg" and check["answer_position"] == 1
+
+
+def added_value_tables():
+    """Conditions both and sentence, one method a, three sentences, two human answers per item (truth pos).
+
+    both (items 1-3):     s0 2 of 2 right, s1 1 of 2, s2 2 of 2  -> 5/6
+    sentence (items 4-6): s0 1 of 2 right, s1 0 of 2, s2 2 of 2  -> 3/6
+    """
+    items = [(1 + k, "task", "both", k, "a", k, "pos") for k in range(3)] + \
+            [(4 + k, "task", "sentence", k, None, None, "pos") for k in range(3)]
+    annotators = [(a, f"ann-{a}", "human") for a in range(1, 13)]
+    right = {1: [1, 1], 2: [1, 0], 3: [1, 1], 4: [1, 0], 5: [0, 0], 6: [1, 1]}
+    answers, a = [], 1
+    for item, marks in right.items():
+        for ok in marks:
+            answers.append((a, item, "pos" if ok else "neg", 3, '["neg", "pos"]', 1.0, 0.0))
+            a += 1
+    assignments = [(x[0], x[1], 0) for x in answers]
+    return {"items": items, "annotators": annotators, "answers": answers, "assignments": assignments}
+
+
+def test_added_value_matches_a_hand_computed_case():
+    meta = {"name": "t", "run": "r", "labels": LABELS, "methods": ["a"], "conditions": ["sentence", "both"]}
+    r = compute_from(added_value_tables(), meta, n_boot=4000, seed=0)
+    row = r.added_value.iloc[0]
+    assert row["kind"] == "human" and row["method"] == "a" and row["sentences"] == 3 and row["shared_sentences"] == 3
+    assert row["accuracy_both"] == pytest.approx(5 / 6) and row["accuracy_sentence"] == pytest.approx(3 / 6)
+    assert row["added_value"] == pytest.approx(1 / 3)
+    # Per sentence the difference is +1/2, +1/2, 0 (equal counts), so a replicate is k/6 for k of 3 draws from
+    # {s0, s1}: P(k = 0) = 1/27 > 2.5% puts the low end at 0, P(k = 3) = 8/27 > 2.5% the high end at 1/2.
+    assert row["ci_low"] == pytest.approx(0.0) and row["ci_high"] == pytest.approx(0.5)
+    cells = r.conditions.set_index(["condition", "method"])
+    assert cells.loc[("sentence", "none"), "accuracy"] == pytest.approx(0.5)
+    assert cells.loc[("both", "a"), "items"] == 3
+
+
+def test_informative_rule():
+    assert informative(1.0, 30, 0.5, 0.4) == (True, "")
+    assert not informative(0.5, 30, 0.5, 0.4)[0]  # half the attention checks failed
+    ok, why = informative(1.0, 30, 0.85, 0.3)
+    assert not ok and "one label" in why
+    ok, why = informative(None, 30, 0.3, 0.9)
+    assert not ok and "option place" in why
+    assert informative(1.0, 5, 1.0, 1.0)[0]  # too few answers to call a collapse
 
 
 def test_results_command_writes_tidy_csvs(make_study, tmp_path, capsys):
@@ -107,15 +165,17 @@ def test_results_command_writes_tidy_csvs(make_study, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["study", "results", "--study", str(path), "--out", str(out), "--n-boot", "200"]) == 0
     printed = capsys.readouterr().out
-    assert "alpha overall" in printed and "clvq" in printed
+    # only rows with answers are printed (no table of zeros); every row says who answered
+    assert "humans: 2 of" in printed and "alpha overall" in printed and len(re.findall(r"^human +concept ", printed, re.M)) == 2
     answers = pd.read_csv(out / "answers.csv")
-    assert len(answers) == 2 and {"method", "truth", "answer", "correct", "annotator_kind"} <= set(answers.columns)
-    assert set(pd.read_csv(out / "methods.csv")["method"]) == {"clvq", "kmeans", "sae"}
+    assert len(answers) == 2 and list(answers.columns) == schema.ANSWERS
+    conditions = pd.read_csv(out / "conditions.csv")
+    assert set(conditions["method"]) == {"clvq", "kmeans", "sae"} and set(conditions["condition"]) == {"concept"}
     assert len(pd.read_csv(out / "annotators.csv")) == 3
     assert json.loads((out / "summary.json").read_text())["answers"] == 2
     # the copy inside the run, where `clvq-judge export` looks
     in_run = path.parent / path.stem / "results"
-    assert (in_run / "methods.csv").exists() and (in_run / "summary.json").exists()
+    assert (in_run / "conditions.csv").exists() and (in_run / "summary.json").exists()
 
 
 def test_results_of_a_missing_study_is_one_line(tmp_path, capsys):

@@ -1,8 +1,8 @@
 """Simulated annotators: the embedded judge answers a tiny study through the annotator's view, stored as its own
 kind, resumable, and compared with the humans in the results.
 
-Model calls: the simulate test sends 7 (6 task items + 1 attention check shared by the three simulated
-annotators); its rerun sends none.
+Model calls: the simulate test sends 9 (6 task items + the attention check of each of the three simulated
+annotators, whose label orders differ); its rerun sends none.
 """
 
 import json
@@ -13,14 +13,13 @@ import pandas as pd
 import pytest
 
 from clvq_judge.cli.main import main
-from clvq_judge.human_eval.display import attention_display
+from clvq_judge.human_eval.display import WORDS_CAPTION, attention_display, item_view
 from clvq_judge.human_eval.results import compute, kind_agreement
 from clvq_judge.human_eval.simulate import (
     SimulateConfig,
     annotator_messages,
     confidence_bucket,
     letter_choices,
-    ordered_labels,
     read_answer,
     simulate_study,
 )
@@ -28,32 +27,47 @@ from clvq_judge.human_eval.store import Store
 from clvq_judge.judge.client import Completion
 
 
-def test_prompt_shows_the_annotator_view_and_neither_method_nor_prediction(make_study):
-    path = make_study(items=3, overlap=1, annotators=3, attention_checks=1)
+def test_prompt_shows_the_annotator_view_of_each_condition_and_neither_method_nor_prediction(make_study):
+    path = make_study(items=3, overlap=1, annotators=7, attention_checks=1, condition=("concept", "sentence", "both"))
     store = Store.open(path)
-    labels = store.labels()
     with store.read() as conn:
-        rows = conn.execute("SELECT kind, method, truth, display FROM items ORDER BY id").fetchall()
-    methods = {m for _, m, _, _ in rows if m}
-    for kind, _method, truth, display in rows:
+        rows = conn.execute("SELECT id, kind, condition, method, truth, display FROM items ORDER BY id").fetchall()
+    methods = {m for *_, m, _, _ in rows if m}
+    seen = set()
+    for item, kind, condition, _method, truth, display in rows:
         display = json.loads(display)
-        text = "\n".join(content for _, content in annotator_messages(display, labels))
+        order = store.option_order(1, item)
+        view = item_view(display, order, allow_cant_tell=False)
+        text = "\n".join(content for _, content in annotator_messages(display, order))
         if kind == "attention":
             assert display["text"] in text
             continue
-        # the sentence with its marked word, the concept's words with counts, every label behind a letter
-        start, end = display["span"]
-        if end > start:
-            assert display["text"][:start] + "[[" + display["text"][start:end] + "]]" in text
-        for word, count in display["top_words"]:
-            assert f"- {word} ({count})" in text
-        choice_lines = [f"{letter}: {label}" for letter, label in letter_choices(labels)]
+        seen.add(condition)
+        assert view.question in text  # the page's own instruction, per condition
+        # the sentence with its marked word exactly when the page shows it; the concept's words likewise
+        if display["text"] is None:
+            assert condition == "concept"
+        else:
+            start, end = display["span"]
+            if end > start:
+                assert display["text"][:start] + "[[" + display["text"][start:end] + "]]" in text
+        if view.top_words is None:
+            assert WORDS_CAPTION not in text and condition == "sentence"
+        elif not view.examples_html:
+            assert WORDS_CAPTION in text
+            for word, count in view.top_words:
+                assert f"- {word} ({count})" in text
+        # every label behind a letter, in the offered order
+        choice_lines = [f"{letter}: {label}" for letter, label in letter_choices(order)]
         assert all(line in text for line in choice_lines) and "can't tell" not in text
+        assert [line for line in text.splitlines() if line in choice_lines] == choice_lines
         # never the method; the prediction only as one of the choices (or where the content itself holds it)
         assert not any(re.search(rf"\b{re.escape(m)}\b", text, re.I) for m in methods)
         rest = "\n".join(line for line in text.splitlines() if line not in choice_lines)
-        shown = " ".join([display["text"], *(w for w, _ in display["top_words"]), *display["examples"]])
+        shown = " ".join([display["text"] or "", *(w for w, _ in view.top_words or []), *display["examples"], view.question,
+                          WORDS_CAPTION])
         assert (truth in rest) == (truth in shown)
+    assert seen == {"concept", "sentence", "both"}
 
 
 def test_answers_are_read_as_letters_with_bucketed_confidence():
@@ -67,18 +81,12 @@ def test_answers_are_read_as_letters_with_bucketed_confidence():
     # a backend without log-probabilities: its letter, no confidence; a reply naming no letter is "can't tell"
     assert read_answer(Completion("C"), choices, "verdict", None).label == "Business"
     assert read_answer(Completion("maybe"), choices, "verdict", None).label is None
+    # the judge's strict parser: a letter that explains itself on the same line is not an answer
+    assert read_answer(Completion("(D)"), choices, "verdict", None).label == "Sci/Tech"
+    assert read_answer(Completion("A because"), choices, "verdict", None).label is None
     # sampling draws from the judge's probabilities, reproducibly per seed
     draws = {read_answer(flat, choices, "sample", np.random.default_rng(s)).label for s in range(40)}
     assert draws == {"World", "Sports", "Business", "Sci/Tech"}
-
-
-def test_shuffled_choice_order_is_a_seeded_permutation_per_item():
-    labels = ["a", "b", "c", "d", "e"]
-    assert ordered_labels(labels, "study", 0, 7) == labels
-    orders = [ordered_labels(labels, "shuffled", 0, item) for item in range(20)]
-    assert all(sorted(o) == labels for o in orders) and len({tuple(o) for o in orders}) > 5
-    assert ordered_labels(labels, "shuffled", 0, 3) == orders[3]
-    assert {o[0] for o in orders} == set(labels)  # every label gets the first letter somewhere
 
 
 def test_attention_item_prompt_is_its_instruction_only():
@@ -113,7 +121,7 @@ def test_simulate_stores_a_simulated_kind_resumes_and_results_compare(make_study
 
     config = SimulateConfig(study=str(path), annotators=3, device="cpu", batch_size=8)
     first = simulate_study(config)
-    assert "7 requests sent" in first, first
+    assert "9 requests sent" in first, first
 
     tables = store.tables()
     sims = [a for a in store.annotators() if a.kind == "simulated"]
@@ -126,6 +134,10 @@ def test_simulate_stores_a_simulated_kind_resumes_and_results_compare(make_study
         assert {i for a, i in assigned if a == sim.id} == {i for a, i in assigned if a == human.id}
     answers = {(a, i): (ans, conf) for a, i, ans, conf, *_ in tables["answers"] if a in {s.id for s in sims}}
     assert all(ans in labels and 1 <= conf <= 5 for ans, conf in answers.values())
+    # each answer carries the order its annotator was offered, the same seeded order a person gets
+    for a, i, _, _, options, *_ in tables["answers"]:
+        if a in {s.id for s in sims}:
+            assert json.loads(options) == store.option_order(a, i)
     assert store.meta()["simulations"]["sim-embedded-2"]["takes_items_of"] == humans[1].name
 
     # a rerun asks nothing and adds nothing
@@ -142,20 +154,20 @@ def test_simulate_stores_a_simulated_kind_resumes_and_results_compare(make_study
     s = results.summary
     assert s["answers"] == 9 and s["attention_pass_rate"] == 1.0  # humans only: 3 x (2 items + 1 check)
     assert s["simulated"]["answers"] == 9 and s["simulated"]["human_pairs"] == 6
-    assert s["simulated"]["attention_pass_rate"] in (0.0, 1.0)
-    m = results.methods.set_index("method")
-    assert (m["sim_answers"] == 2).all() and (m["answers"] == 2).all()
-    # the humans always said labels[0]: a method's agreement is the share of simulated answers that did too
-    for method, row in m.iterrows():
-        items = set(results.answers.loc[results.answers["method"] == method, "item"])
-        sim_said = [answers[(a, i)][0] for a, i in answers if i in items]
-        assert row["sim_human_agreement"] == pytest.approx(np.mean([x == labels[0] for x in sim_said]))
+    assert s["simulated"]["attention_pass_rate"] in (0.0, 1 / 3, 2 / 3, 1.0)
+    c = results.conditions.set_index(["kind", "method"])
+    assert (c.loc["simulated", "answers"] == 2).all() and (c.loc["human", "answers"] == 2).all()
+    assert (c.loc["simulated", "human_pairs"] == 2).all()
+    # a flagged simulated annotator marks every row it answered in
+    ann = results.annotators.set_index("annotator")
+    for (kind, method), row in c.iterrows():
+        who = set(results.answers.loc[(results.answers["method"] == method) & (results.answers["annotator_kind"] == kind),
+                                      "annotator"])
+        assert row["informative"] == all(ann.loc[a, "informative"] for a in who)
 
     assert main(["study", "results", "--study", str(path), "--out", str(tmp_path / "out"), "--n-boot", "100"]) == 0
     printed = capsys.readouterr().out
-    assert "simulated" in printed and "alpha sim vs human" in printed
-    methods_csv = pd.read_csv(tmp_path / "out" / "methods.csv")
-    assert {"accuracy", "sim_accuracy", "sim_human_alpha"} <= set(methods_csv.columns)
+    assert len(re.findall(r"^simulated +concept ", printed, re.M)) == 3 and re.search(r"^human +concept ", printed, re.M)
     kinds = pd.read_csv(tmp_path / "out" / "annotators.csv")["kind"].value_counts().to_dict()
     assert kinds == {"human": 3, "simulated": 3}
     print(first)

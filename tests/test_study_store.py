@@ -1,5 +1,6 @@
 """The study store under concurrent writers: nothing lost, a double submit records one answer."""
 
+import json
 import sqlite3
 import threading
 
@@ -64,6 +65,26 @@ def test_resume_order_and_time_spent(handmade_study):
     with pytest.raises(ValueError):
         store.record_answer(1, 99, "negative", 3)  # not assigned to this annotator
     assert store.annotator_by_token("tok1").id == 1 and store.annotator_by_token("tok2") is None
+
+
+def test_the_offered_order_is_recorded_and_checked(handmade_study):
+    path = handmade_study(["one", "two"], labels=("a", "b", "c"))
+    store = Store.open(path)
+    order = store.option_order(1, 1)
+    assert sorted(order) == ["a", "b", "c"] and store.option_order(1, 1) == order
+    assert store.record_answer(1, 1, "b", 3, options=order)
+    conn = sqlite3.connect(path)
+    assert json.loads(conn.execute("SELECT options FROM answers").fetchone()[0]) == order
+    conn.close()
+    with pytest.raises(ValueError, match="option order"):
+        store.record_answer(1, 2, "a", 3, options=["a", "b"])
+
+
+def test_widget_keys_are_opaque_and_stable(handmade_study):
+    store = Store.open(handmade_study(["one", "two", "three"], annotators=2))
+    keys = {(a, i): store.widget_key(a, i) for a in (1, 2) for i in (1, 2, 3)}
+    assert len(set(keys.values())) == 6 and keys[(1, 2)] == store.widget_key(1, 2)
+    assert all(len(k) == 16 and int(k, 16) >= 0 for k in keys.values())
 
 
 def test_foreign_or_future_files_are_refused(tmp_path, handmade_study):

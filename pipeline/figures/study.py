@@ -1,5 +1,5 @@
-"""Human evaluation: per study and method, how often annotators recover the model's prediction, with CIs;
-the simulated annotators beside the people."""
+"""Human evaluation: per study, condition and method, how often annotators recover the model's prediction, with
+CIs, the simulated annotators beside the people, and what the concept adds to the sentence."""
 
 from __future__ import annotations
 
@@ -11,31 +11,33 @@ from .base import Block, Context, bar_chart, esc, fmt, with_ci
 PAPER = "annotators recover the prediction 78% of the time with CLVQ-VAE concepts vs 54% with clustering"
 
 
-def summary_table(methods: pd.DataFrame, humans: bool, simulated: bool) -> pd.DataFrame:
+def summary_table(conditions: pd.DataFrame) -> pd.DataFrame:
+    """One row per annotator kind x condition x method, as `study results` wrote it."""
     rows = []
-    for r in methods.to_dict("records"):
-        row = {"method": r["method"], "items": r["items"]}
-        if humans:
-            row.update({"answers": r["answers"], "accuracy": with_ci(r["accuracy"], r["ci_low"], r["ci_high"]),
-                        "can't tell": fmt(r["cant_tell_rate"]), "alpha": fmt(r["alpha"]),
-                        "majority baseline": fmt(r["majority_baseline"])})
-        if simulated:
-            row.update({"simulated answers": r["sim_answers"],
-                        "simulated accuracy": with_ci(r["sim_accuracy"], r["sim_ci_low"], r["sim_ci_high"]),
-                        "agreement with humans": fmt(r["sim_human_agreement"])})
-        rows.append(row)
+    for r in conditions.to_dict("records"):
+        rows.append({
+            "who": r["kind"], "condition": r["condition"], "method": r["method"], "answers": r["answers"],
+            "accuracy": with_ci(r["accuracy"], r["ci_low"], r["ci_high"]), "can't tell": fmt(r["cant_tell_rate"]),
+            "alpha": fmt(r["alpha"]), "chance": fmt(r["chance"]), "majority baseline": fmt(r["majority_baseline"]),
+            "informative": "yes" if r["informative"] in (True, 1, "True") else "NOT INFORMATIVE",
+        })
     return pd.DataFrame(rows)
 
 
-def chart_data(methods: pd.DataFrame, humans: bool, simulated: bool) -> pd.DataFrame:
-    parts = []
-    if humans:
-        parts.append(pd.DataFrame({"group": methods["method"], "series": "annotators", "value": methods["accuracy"],
-                                   "low": methods["ci_low"], "high": methods["ci_high"]}))
-    if simulated:
-        parts.append(pd.DataFrame({"group": methods["method"], "series": "simulated", "value": methods["sim_accuracy"],
-                                   "low": methods["sim_ci_low"], "high": methods["sim_ci_high"]}))
-    return pd.concat(parts, ignore_index=True)
+def chart_data(conditions: pd.DataFrame) -> pd.DataFrame:
+    answered = conditions[conditions["answers"] > 0]
+    return pd.DataFrame({"group": answered["condition"] + " / " + answered["method"].astype(str),
+                         "series": answered["kind"], "value": answered["accuracy"], "low": answered["ci_low"],
+                         "high": answered["ci_high"]}).reset_index(drop=True)
+
+
+def added_value_html(added: pd.DataFrame | None) -> str:
+    if added is None or added.empty:
+        return ""
+    items = [f"<li>{esc(r['kind'])}, {esc(r['method'])}: accuracy(both) - accuracy(sentence) = "
+             f"{esc(with_ci(r['added_value'], r['ci_low'], r['ci_high']))} over {esc(r['sentences'])} sentences</li>"
+             for r in added.to_dict("records")]
+    return "<p>What the concept adds to the sentence:</p><ul>" + "".join(items) + "</ul>"
 
 
 def lead(summary: dict) -> str:
@@ -51,17 +53,15 @@ def lead(summary: dict) -> str:
 
 
 def study_block(r: Results, study: str) -> Block | None:
-    methods, summary = r.study_table(study, "methods"), r.study_summary(study) or {}
-    if methods is None:
+    conditions, summary = r.study_table(study, "conditions"), r.study_summary(study) or {}
+    if conditions is None:
         return None
-    humans = bool(summary.get("answers"))
-    simulated = bool(summary.get("simulated")) and "sim_accuracy" in methods
-    csvs = {f"study_{study}_{name}": frame for name in ("methods", "answers", "annotators")
+    csvs = {f"study_{study}_{name}": frame for name in ("conditions", "added_value", "answers", "annotators")
             if (frame := r.study_table(study, name)) is not None}
-    data = chart_data(methods, humans, simulated) if humans or simulated else None
-    return Block(title=f"Study “{study}”", lead_html=lead(summary), summary=summary_table(methods, humans, simulated),
-                 chart_data=data, chart=None if data is None else bar_chart(data, "accuracy", summary.get("chance")),
-                 csvs=csvs)
+    data = chart_data(conditions)
+    return Block(title=f"Study “{study}”", lead_html=lead(summary) + added_value_html(r.study_table(study, "added_value")),
+                 summary=summary_table(conditions), chart_data=data,
+                 chart=None if data.empty else bar_chart(data, "accuracy", summary.get("chance")), csvs=csvs)
 
 
 class Study:
