@@ -43,8 +43,8 @@ from clvq_judge.core.errors import UserError
 from clvq_judge.core.runs import RunOptions
 from clvq_judge.judge.backends import JudgeOptions, open_judges
 from clvq_judge.judge.client import Completion, Request
-from clvq_judge.judge.render import prompt
 from clvq_judge.judge.labels import normalise_choice, parse_choice
+from clvq_judge.judge.render import prompt
 
 from .display import EXAMPLES_CAPTION, WORDS_CAPTION, item_view, option_order
 from .results import resolve_study
