@@ -57,14 +57,19 @@ def test_quick_demo_study_is_answered_by_simulated_annotators_and_reported(quick
     runs, run = quick_demo
     study = run / "studies" / "demo.sqlite"
     assert study.exists()
-    sim = pd.read_csv(run / "studies" / "demo" / "results" / "methods.csv")
-    assert (sim["sim_answers"] > 0).all() and sim["sim_accuracy"].between(0, 1).all()
-    assert (sim["sim_ci_low"] <= sim["sim_accuracy"]).all() and (sim["sim_accuracy"] <= sim["sim_ci_high"]).all()
-    assert (sim["answers"] == 0).all()  # no person has answered: nothing human is invented
+    table = pd.read_csv(run / "studies" / "demo" / "results" / "conditions.csv")
+    # The demo's study holds all three conditions; simulated annotators answered, no person did.
+    assert set(table["condition"]) == {"concept", "sentence", "both"}
+    sim = table[(table["kind"] == "simulated") & (table["answers"] > 0)]
+    assert len(sim) and sim["accuracy"].between(0, 1).all()
+    assert ((sim["ci_low"] <= sim["accuracy"]) & (sim["accuracy"] <= sim["ci_high"])).all()
+    assert not ((table["kind"] == "human") & (table["answers"] > 0)).any()  # nothing human is invented
     page = (run / "report" / "index.html").read_text()
-    for name in ("judge_methods.csv", "study_demo_methods.csv", "ablation.csv", "concepts.csv"):
+    for name in ("judge_methods.csv", "study_demo_conditions.csv", "ablation.csv", "concepts.csv"):
         assert (run / "report" / name).exists()
-    assert "NOT INFORMATIVE" not in page or "informative" in page
+    # The report carries the judge's own verdict on its known-answer control, whichever it is.
+    informative = bool(pd.read_csv(run / "judge" / "methods.csv")["informative"].iloc[0])
+    assert ("informative: its CI clears 0.5" if informative else "not informative: its CI does not clear 0.5") in page
     assert "Study “demo”" in page and "93.5%" in page
     shown = pd.read_csv(run / "report" / "judge_methods.csv")
     assert np.allclose(shown["win_rate"], pd.read_csv(run / "judge" / "methods.csv")["win_rate"])
