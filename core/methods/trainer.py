@@ -232,7 +232,9 @@ def fit_neural(
     writes = workdir is not None and rank == 0
     torch.manual_seed(cfg.seed)
     module = method.module.to(device)
-    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # foreach: one multi-tensor kernel per update term instead of a loop over parameter tensors; bitwise the
+    # same weights (checked on CLVQ-VAE), and far fewer thread synchronisations on a busy CPU.
+    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=cfg.plateau_patience)
     checkpoint = workdir / CHECKPOINT if workdir else None
     if checkpoint is not None and checkpoint.exists():

@@ -1,4 +1,5 @@
-"""Early stopping on a validation plateau: the rule, its presets, its resume, and a real fit that stops."""
+"""Early stopping on a validation plateau (the rule, its presets, a real fit that stops) and the speed-ups that
+must not change results (the ablation control's reused SVD)."""
 
 import json
 import math
@@ -64,3 +65,17 @@ def test_train_help_documents_both_options(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--early-stop-min-gain" in out and "Minimum relative drop of the validation loss" in out
     assert "Early-stopping patience" in out
+
+
+def test_row_space_is_reused_only_for_the_same_unmodified_tensor():
+    import torch
+
+    from clvq_judge.core.ablation import directions
+
+    h = torch.randn(5, 4, 12)
+    first = directions._row_space(h)
+    assert directions._row_space(h) is first
+    assert directions._row_space(h.clone()) is not first  # equal values, another tensor: recomputed
+    h.mul_(2)  # changed in place: recomputed, and the singular values follow
+    again = directions._row_space(h)
+    assert again is not first and torch.allclose(again[0], 2 * first[0], rtol=1e-4)
