@@ -176,7 +176,7 @@ def _row_space(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return _LAST_SVD[2]
     _, sing, vh = torch.linalg.svd(h, full_matrices=False)
     _LAST_SVD[:] = [h, h._version, (sing, vh)]
-    return sing, vh
+    return _LAST_SVD[2]
 
 
 def energy_matched_basis(h: torch.Tensor, target: torch.Tensor, rank: torch.Tensor | np.ndarray, width: int,
