@@ -109,7 +109,23 @@ def render(headline: dict) -> str:
     if seconds.get("total"):
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total" and v >= 1)
         lines += ["", f"Time per stage: {stages}; total {seconds['total']:.0f} s (the rest under a second each)."]
+        if headline.get("machine"):
+            lines[-1] += " " + machine_line(headline["machine"], headline.get("precision") or {})
     return "\n".join(lines)
+
+
+def machine_line(machine: dict, precision: dict) -> str:
+    """Which machine the times came from and what precision each kind of stage computed in."""
+    from clvq_judge.core.machine import describe
+
+    text = f"Measured on {describe(machine)}"
+    model = sorted({v for k, v in precision.items() if isinstance(v, str)})
+    judges = sorted({p for v in precision.values() if isinstance(v, dict) for p in v.values()})
+    if model:
+        text += f"; model stages in {', '.join(model)}"
+    if judges:
+        text += f", judge in {', '.join(judges)}"
+    return text + "."
 
 
 def _interval(e: dict, digits: int = 3) -> str:

@@ -226,10 +226,6 @@ def rerun_hint(run: str, stage: str) -> str:
     return f"rerun the stage that writes {stage}/ of run {run!r}"
 
 
-def dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, default=str)
-
-
 @dataclass
 class RunOptions:
     """Options every stage shares; stage configs inherit them."""

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 WORD_RE = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
-AGGREGATIONS = ("last", "first", "mean")
 
 
 def split_words(text: str) -> tuple[list[str], np.ndarray, np.ndarray]:

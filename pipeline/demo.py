@@ -32,6 +32,7 @@ from clvq_judge.core.concepts import ConceptsConfig, concepts
 from clvq_judge.core.config import option, to_dict
 from clvq_judge.core.errors import UserError
 from clvq_judge.core.extract import ExtractConfig, extract
+from clvq_judge.core.machine import cpu_info
 from clvq_judge.core.methods import METHODS, get_method, method_names
 from clvq_judge.core.runs import STAGE_DIRS, Run, RunOptions
 from clvq_judge.core.train import train, train_config_class
@@ -45,6 +46,7 @@ from clvq_judge.judge.describe import DescribeConfig, describe
 from clvq_judge.judge.rank import DEFAULT_PROTOCOL, RankConfig, rank
 
 from .collect import Results
+from .machine import stage_precisions
 from .report import ReportConfig, build_report
 
 log = logging.getLogger(__name__)
@@ -357,6 +359,9 @@ def headline(run: Run, config: DemoConfig, timings: dict[str, float]) -> dict:
     figures["judge"] = judge_figures(run)
     figures["study"] = study_figures(run)
     figures["seconds"] = {k: round(v, 1) for k, v in timings.items()}
+    # A time is only readable against its machine (a stage skipped as done keeps its earlier seconds).
+    figures["machine"] = cpu_info()
+    figures["precision"] = stage_precisions(JudgeOptions(**_judge_options(config)), config.device)
     return figures
 
 

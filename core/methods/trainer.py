@@ -1,6 +1,7 @@
 """Epoch loop shared by the gradient-trained methods (CLVQ-VAE, VQ-VAE, SAE).
 
-Adam + ReduceLROnPlateau (halving) + early stopping, best-validation weights kept. After every epoch the
+Adam + ReduceLROnPlateau (halving) + early stopping on a validation plateau (`early_stop` epochs without a
+relative gain of `early_stop_min_gain`, options of every gradient-trained method), best-validation weights kept. After every epoch the
 whole training state (weights, optimizer, scheduler, counters, torch RNG, metrics history) goes into one
 atomically written safetensors file, so a run killed at any moment resumes from its last finished epoch.
 
@@ -52,6 +53,9 @@ class TrainState:
     best: float = math.inf
     best_epoch: int = 0
     since_best: int = 0
+    """Epochs since the validation loss last fell by the minimum gain below `reference`."""
+    reference: float = math.inf
+    """Validation loss of the last epoch that counted as progress for early stopping."""
     stopped: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -161,7 +165,10 @@ def _load_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, 
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
-    return TrainState(**json.loads(metadata["state"]))
+    values = json.loads(metadata["state"])
+    # A checkpoint from before the minimum gain counted progress against the best loss itself.
+    values.setdefault("reference", values.get("best", math.inf))
+    return TrainState(**values)
 
 
 def _write_metrics(workdir: Path, history: list[dict[str, Any]]) -> None:
@@ -225,7 +232,9 @@ def fit_neural(
     writes = workdir is not None and rank == 0
     torch.manual_seed(cfg.seed)
     module = method.module.to(device)
-    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # foreach: one multi-tensor kernel per update term instead of a loop over parameter tensors; bitwise the
+    # same weights (checked on CLVQ-VAE), and far fewer thread synchronisations on a busy CPU.
+    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=cfg.plateau_patience)
     checkpoint = workdir / CHECKPOINT if workdir else None
     if checkpoint is not None and checkpoint.exists():
@@ -284,8 +293,10 @@ def fit_neural(
         sched.step(metrics["val_loss"])
         improved = metrics["val_loss"] < state.best
         if improved:
-            state.best, state.best_epoch, state.since_best = metrics["val_loss"], epoch + 1, 0
+            state.best, state.best_epoch = metrics["val_loss"], epoch + 1
             best_weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        if progressed(metrics["val_loss"], state.reference, cfg.early_stop_min_gain):
+            state.reference, state.since_best = metrics["val_loss"], 0
         else:
             state.since_best += 1
         state.epoch = epoch + 1
@@ -325,6 +336,15 @@ def fit_neural(
         log.info("%s rank %d/%d: final weights digest %s", method.name, rank, world,
                  distributed.state_digest(module.state_dict()))
     return state
+
+
+def progressed(loss: float, reference: float, min_gain: float) -> bool:
+    """Whether a validation loss counts as progress for early stopping: below `reference` by at least the
+    relative `min_gain` (any drop when 0, the paper's rule). Against the last epoch that progressed, not the
+    previous one, so a slow steady decline still adds up to progress."""
+    if not math.isfinite(reference):
+        return True
+    return loss < reference - min_gain * abs(reference)
 
 
 def _evaluate(method: NeuralMethod, val: LayerData, device: torch.device) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """Screen CLVQ-VAE decoder variants on frozen codes (not part of the installed package):
 
-    python benchmarks/decoder_screen.py /work/runs7/demo plain 4
-    python benchmarks/decoder_screen.py /work/runs7/demo code_table 3
+    python experiments/decoder_screen.py RUNS/demo plain 4
+    python experiments/decoder_screen.py RUNS/demo code_table 3
 
 Takes a trained CLVQ-VAE (`methods/clvq` of the run), keeps its encoder and codebook fixed, and trains a FRESH
 decoder of the same size on the fit's training split for a few epochs (Adam, the run's lr, weight decay and

@@ -1,8 +1,8 @@
 """`clvq-judge diagnose` over seed replicates: each diagnostic as mean and 95% t-interval, as JSON and a table.
 
     clvq-judge diagnose --run demo --method clvq     # once per replicate (demo, demo-seed1, demo-seed2)
-    python benchmarks/diagnose_table.py --runs-dir runs --runs demo demo-seed1 demo-seed2 \
-        --out benchmarks/results/diagnose_news.json
+    python experiments/diagnose_table.py --runs-dir runs --runs demo demo-seed1 demo-seed2 \
+        --out experiments/results/diagnose_news.json
 
 Reads `<run>/diagnose/<method>.json` of every run; writes the per-run values, mean, sd and interval of each
 figure to --out and prints a Markdown table.

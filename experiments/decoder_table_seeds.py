@@ -1,7 +1,7 @@
 """CLVQ-VAE's per-code output table on and off, over the seed replicates of `clvq-judge seeds`.
 
-    python benchmarks/decoder_table_seeds.py --runs-dir runs --run demo \
-        --out benchmarks/results/decoder_table_seeds.json
+    python experiments/decoder_table_seeds.py --runs-dir runs --run demo \
+        --out experiments/results/decoder_table_seeds.json
 
 For each replicate in `<run>/seeds.json` (trained with the default, table on) it makes a copy
 `<replicate>-notable` that shares every file but CLVQ-VAE's (hard links; every stage writes atomically, so

@@ -1,7 +1,7 @@
 """Print the CLVQ-VAE decoder experiments table (docs/method.md, "Decoder defaults (issue 12 item 3)") from
 run folders' own files (not part of the installed package):
 
-    python benchmarks/decoder_table.py /work/runs7/demo /work/runs7/e1_topk1 /work/runs7/e2
+    python experiments/decoder_table.py RUNS/demo RUNS/e1_topk1 RUNS/e2
 
 Per run: the options that differ from the first run's (methods/clvq/config.json), epochs trained and the best
 epoch's validation FVU (metrics.jsonl), the decoder's own reconstruction FVU and the L_out lookup FVU of its

@@ -1,7 +1,7 @@
 """How often does CLVQ-VAE's training-time sampling pick a code other than the nearest? (not part of the
 installed package)
 
-    python benchmarks/decoder_sampling.py /work/runs7/demo
+    python experiments/decoder_sampling.py RUNS/demo
 
 Training draws each word's code from softmax(-d / T) over its `top_k` nearest codes; evaluation takes the
 nearest. For the trained method of a run this prints, on the training and the evaluation words, the mean

@@ -1,7 +1,7 @@
 """Print the standardisation comparison table (docs/method.md, "Standardisation (issue 12 item 4)") from run
 folders' own files (not part of the installed package):
 
-    python benchmarks/standardize_table.py /work/runs6/gemma /work/runs6/gemma-std /work/runs5/demo /work/runs6/minilm-std
+    python experiments/standardize_table.py RUNS/gemma RUNS/gemma-std RUNS/demo RUNS/minilm-std
 
 Per run and method: whether the method standardised (its config.json; missing = no), codes used on the
 evaluation words / K and the perplexity of their use (concepts/<m>/summary.json), the L_out lookup FVU, the

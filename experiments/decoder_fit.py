@@ -1,7 +1,7 @@
 """Does CLVQ-VAE's decoder beat the lookup of its own codes on its training words, its validation words and
 the evaluation words? (not part of the installed package)
 
-    python benchmarks/decoder_fit.py /work/runs7/demo
+    python experiments/decoder_fit.py RUNS/demo
 
 For the trained method of a run, on the fit's own training and validation split (frequency-filtered
 sentences) and on every evaluation word (full sentences): the decoder's FVU of L_out, the FVU of each code's
