@@ -56,11 +56,23 @@ def _judge(judge: dict | None) -> list[str]:
     if not judge:
         return []
     rows = judge["methods"]
+    protocol = judge.get("protocol") or "pairwise"
+    head = rows[0]
     informative = any(r.get("informative") for r in rows)
-    shown = "; ".join(f"{r['method']} win rate {r['win_rate']:.2f} [{r['win_rate_low']:.2f}, {r['win_rate_high']:.2f}], "
-                      f"first place {r['first_place_rate']:.2f}" for r in rows)
-    return ["", f"Judge ({rows[0]['judge']}, blinded pairwise, both orders): {shown}; known-answer accuracy "
-            f"{rows[0]['known_answer_accuracy']:.2f}, position inconsistency {rows[0]['position_inconsistency']:.2f}"
+    control = head.get("judge_known_answer_accuracy", head.get("known_answer_accuracy"))
+    low, high = head.get("judge_known_answer_low"), head.get("judge_known_answer_high")
+    control_text = f"{control:.2f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else "")
+    if protocol == "detection":
+        shown = "; ".join(f"{r['method']} detection AUC {r['detection_auc']:.2f} [{r['detection_auc_low']:.2f}, "
+                          f"{r['detection_auc_high']:.2f}]" for r in rows)
+        order = ""
+    else:
+        shown = "; ".join(f"{r['method']} win rate {r['win_rate']:.2f} [{r['win_rate_low']:.2f}, {r['win_rate_high']:.2f}], "
+                          f"first place {r['first_place_rate']:.2f}" for r in rows)
+        order = f", position inconsistency {head['position_inconsistency']:.2f}"
+        if head.get("position_bias") is not None:
+            order += f", position bias {head['position_bias']:.2f} (log-odds of the first option)"
+    return ["", f"Judge ({head['judge']}, blinded {protocol}): {shown}; known-answer accuracy {control_text}{order}"
             + ("." if informative else ": **not informative** (its known-answer control does not clear chance).")]
 
 
