@@ -192,4 +192,4 @@ def test_describe_then_rank_with_the_embedded_judge(judge_runs, judge_engine, tm
     # Both rankings are kept, and the calibration table lists the judge once per protocol.
     table = judges(JudgesConfig(run="tiny", runs_dir=str(judge_runs)))
     calibration = pd.read_csv(folder / "judges.csv")
-    assert set(calibration["protocol"]) == {"pairwise", "detection"} and "embedded" in table
+    assert set(calibration["protocol"]) == {"calibrated", "detection"} and "embedded" in table

@@ -49,8 +49,8 @@ def test_report_holds_every_axis_with_its_intervals(report_run):
     assert f"{clvq['win_rate']:.3f} [{clvq['win_rate_low']:.3f}, {clvq['win_rate_high']:.3f}]" in flat
     assert "informative: its CI clears 0.5" in flat
     # The study axis: the accuracy and interval `study results` wrote.
-    study = pd.read_csv(report_run / "tiny" / "studies" / "s" / "results" / "methods.csv")
-    row = study.iloc[0]
+    study = pd.read_csv(report_run / "tiny" / "studies" / "s" / "results" / "conditions.csv")
+    row = study[study["answers"] > 0].iloc[0]
     assert f"{row['accuracy']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]" in flat
     assert "93.5%" in page and "66.7%" in page and "78%" in page
     # Raw tables are CSVs beside the page, linked, not inlined.
@@ -74,7 +74,7 @@ def test_judge_chart_draws_the_intervals_rank_wrote(report_run):
     np.testing.assert_allclose(data["low"], methods["win_rate_low"])
     np.testing.assert_allclose(data["high"], methods["win_rate_high"])
     study = study_section.SECTION.build(Context(results=results))
-    assert set(study.chart_data["series"]) == {"annotators"}
+    assert set(study.chart_data["series"]) == {"human"}
     assert np.isfinite(study.chart_data[["low", "high"]].to_numpy(dtype=float)).all()
 
 
