@@ -40,7 +40,7 @@ from .methods import ConceptMethod, LayerData, get_method
 from .methods.batching import Batch
 from .methods.codebook_init import kmeans_plus_plus, lloyd
 from .methods.quantizer import squared_distances
-from .runs import Run, RunOptions
+from .runs import Run, RunOptions, run_seed
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def diagnose(config: DiagnoseConfig) -> str:
     run = Run.open(config.runs_dir, config.run)
     store = ActivationStore(run.require("extract"))
     device = resolve_device(config.device)
-    seed = config.seed if config.seed is not None else int(run.info().get("seed", 0))
+    seed = run_seed(run, config.seed)
     method = _load(run, config.method, device)
     layer_in, top = method.dims.layer_in, max(store.layers)
     train_in = LayerData(store, "train", layer_in)

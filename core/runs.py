@@ -17,6 +17,7 @@ import os
 import platform
 import secrets
 import shutil
+import zlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -246,3 +247,15 @@ class RunOptions:
 
 # Fields that never change a stage's results, so they are left out of its config hash.
 NON_RESULT_FIELDS = ("run", "runs_dir", "force", "device")
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A stable per-purpose seed from the run's seed (Python's hash() is salted per process, crc32 is not);
+    every stage derives its seeds here, so one run seed gives the same numbers everywhere."""
+    return zlib.crc32(":".join(map(str, (seed, *parts))).encode())
+
+
+def run_seed(run: Run, seed: int | None) -> int:
+    """A stage's `--seed` when given, else the run's own seed (run.json), else 0."""
+    return int(seed if seed is not None else run.info().get("seed", 0) or 0)
+

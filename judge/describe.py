@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from clvq_judge.core.atomic import read_json, write_json, write_text
 from clvq_judge.core.device import resolve_device
 from clvq_judge.core.errors import UserError
 from clvq_judge.core.methods import METHODS
-from clvq_judge.core.runs import Run, RunOptions
+from clvq_judge.core.runs import Run, RunOptions, derive_seed, run_seed
 from clvq_judge.core.units import Unit, concept_folder, load_cards, sample_units
 
 from .backends import JudgeOptions, explainer_spec, judge_specs, open_judges
@@ -62,15 +61,6 @@ class JudgeUnit:
     unit: Unit
     control: dict[str, int]
     """Known-answer control: a random other concept of each method (seeded); absent when none exists."""
-
-
-def derive_seed(seed: int, *parts: object) -> int:
-    """A stable per-purpose seed (Python's hash() is salted per process, crc32 is not)."""
-    return zlib.crc32(":".join(map(str, (seed, *parts))).encode())
-
-
-def run_seed(run: Run, seed: int | None) -> int:
-    return int(seed if seed is not None else run.info().get("seed", 0) or 0)
 
 
 def finished_methods(run: Run) -> list[str]:

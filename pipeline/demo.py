@@ -125,7 +125,7 @@ def effective(config: DemoConfig) -> DemoConfig:
     return dataclasses.replace(config, **changes)
 
 
-def _check(config: DemoConfig) -> None:
+def check_config(config: DemoConfig) -> None:
     unknown = [m for m in (*config.methods, *config.compare) if m not in METHODS]
     if unknown:
         raise UserError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}")
@@ -199,7 +199,7 @@ def _previous_seconds(config: DemoConfig) -> dict[str, float]:
 
 def run_demo(config: DemoConfig) -> str:
     config = effective(config)
-    _check(config)
+    check_config(config)
     common = {"run": config.run, "runs_dir": config.runs_dir, "force": config.force, "device": config.device}
     judge = _judge_options(config)
     quick = config.quick
@@ -208,7 +208,7 @@ def run_demo(config: DemoConfig) -> str:
              + (" (--quick: a smoke test on tiny sizes, not a result)" if quick else "")]
 
     if "model" in config.axes:
-        lines += _model_axis(config, common, timer)
+        lines += model_axis(config, common, timer)
     run = Run.open(config.runs_dir, config.run)
     if "judge" in config.axes:
         sample = {"sentences": config.sentences, "seed": config.seed}
@@ -242,7 +242,7 @@ def run_demo(config: DemoConfig) -> str:
     return "\n".join(lines)
 
 
-def _model_axis(config: DemoConfig, common: dict, timer: Timer) -> list[str]:
+def model_axis(config: DemoConfig, common: dict, timer: Timer) -> list[str]:
     quick = config.quick
     root = Path(config.runs_dir) / config.run
 

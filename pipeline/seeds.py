@@ -26,7 +26,7 @@ from clvq_judge.core.errors import UserError
 from clvq_judge.core.methods import method_names
 from clvq_judge.core.runs import Run, RunOptions
 
-from .demo import QUICK_RUN, DemoConfig, Timer, _check, _model_axis, effective, model_figures
+from .demo import QUICK_RUN, DemoConfig, Timer, check_config, model_axis, effective, model_figures
 
 SEEDS = "seeds.json"
 METRICS = ("used_concepts", "l_out_lookup_fvu", "eval_reconstruction_fvu", "accuracy_concept_removed",
@@ -120,10 +120,10 @@ def run_seeds(config: SeedsConfig) -> str:
     lines = [f"seed replicates of run {base_run!r} ({config.dataset}, {config.model}): seeds {list(config.seeds)}"]
     for seed in config.seeds:
         one = config.demo(seed)
-        _check(one)
+        check_config(one)
         name = one.run
         timer = Timer()
-        _model_axis(one, {"run": name, "runs_dir": config.runs_dir, "force": config.force, "device": config.device}, timer)
+        model_axis(one, {"run": name, "runs_dir": config.runs_dir, "force": config.force, "device": config.device}, timer)
         per_seed[seed] = model_figures(Run.open(config.runs_dir, name), config.methods)
         timings[seed] = {k: round(v, 1) for k, v in timer.seconds.items()} | {"total": round(timer.total, 1)}
         lines.append(f"  seed {seed}: run {name!r} ({timer.total:.0f}s)")

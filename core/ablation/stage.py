@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import zlib
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -52,7 +51,7 @@ from ..errors import UserError
 from ..explanation import explanation_tokens
 from ..hooks import check_layer
 from ..methods.standardize import Affine
-from ..runs import NON_RESULT_FIELDS, Run, RunOptions
+from ..runs import NON_RESULT_FIELDS, Run, RunOptions, derive_seed, run_seed
 from ..schema import ABLATION_RESULTS
 from ..stats import bootstrap_ci
 from . import sources
@@ -120,11 +119,6 @@ def _exclude(config: AblateConfig) -> tuple[str, ...]:
     # An option added later counts in the hash only when set away from the behaviour it was added with, so
     # a run finished before it existed stays finished.
     return EXCLUDE + (("space",) if config.space == "model" else ())
-
-
-def derive_seed(seed: int, *parts: object) -> int:
-    """A stable per-purpose seed (Python's hash() is salted per process, crc32 is not)."""
-    return zlib.crc32(":".join(map(str, (seed, *parts))).encode())
 
 
 def _validate(config: AblateConfig) -> None:
@@ -381,7 +375,7 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
         log.info("ablate: run %r already finished with these options (pass --force to redo)", run.name)
         return pd.read_csv(folder / "results.csv")
     device = resolve_device(config.device)
-    seed = config.seed if config.seed is not None else int(run.info().get("seed", 0))
+    seed = run_seed(run, config.seed)
 
     tokens = store.tokens("eval")
     explanations = explanation_tokens(store.saliency, tokens, config.top_k_words)

@@ -26,12 +26,12 @@ import pandas as pd
 
 from clvq_judge.core.activations import ActivationStore
 from clvq_judge.core.classifier import load_sentences
+from clvq_judge.core.runs import derive_seed
 from clvq_judge.core.stats import bootstrap_ci
 from clvq_judge.core.units import concept_folder
 from clvq_judge.core.words import split_words
 from clvq_judge.judge import stats
 from clvq_judge.judge.client import Completion, Request
-from clvq_judge.judge.describe import derive_seed
 from clvq_judge.judge.labels import normalise_choice, parse_choice
 from clvq_judge.judge.render import DETECTION, OPTION_WORDS, Option, card_words, detection_messages, prompt
 from clvq_judge.judge.schema import DETECTION_COLUMNS

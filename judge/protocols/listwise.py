@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from clvq_judge.core.runs import derive_seed
 from clvq_judge.judge.client import Completion, Request
-from clvq_judge.judge.describe import derive_seed
 from clvq_judge.judge.labels import normalise_choice, parse_choice, parse_ranking
 from clvq_judge.judge.render import LABELS, LISTWISE, PAIRWISE
 
