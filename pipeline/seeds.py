@@ -26,7 +26,7 @@ from clvq_judge.core.errors import UserError
 from clvq_judge.core.methods import method_names
 from clvq_judge.core.runs import Run, RunOptions
 
-from .demo import QUICK_RUN, DemoConfig, Timer, check_config, model_axis, effective, model_figures
+from .demo import QUICK_RUN, DemoConfig, Timer, check_config, effective, model_axis, model_figures
 
 SEEDS = "seeds.json"
 METRICS = ("used_concepts", "l_out_lookup_fvu", "eval_reconstruction_fvu", "accuracy_concept_removed",
