@@ -80,11 +80,22 @@ def _study(study: dict | None) -> list[str]:
     if not study or not study.get("summary", {}).get("simulated"):
         return []
     sim = study["summary"]["simulated"]
-    shown = "; ".join(f"{m['method']} {m['sim_accuracy']:.2f} [{m['sim_ci_low']:.2f}, {m['sim_ci_high']:.2f}]"
-                      for m in study["methods"] if m.get("sim_accuracy") is not None)
-    return ["", f"Study: {study['summary']['annotators']} invite links; {sim['annotators']} simulated annotators "
-            f"({sim['task_answers']} answers) predict the model from each method's concept with accuracy {shown} "
-            f"(chance {study['summary']['chance']:.2f}); human answers so far: {study['summary']['answers']}."]
+    if "conditions" not in study:  # a headline from before the study had conditions
+        shown = "; ".join(f"{m['method']} {m['sim_accuracy']:.2f} [{m['sim_ci_low']:.2f}, {m['sim_ci_high']:.2f}]"
+                          for m in study["methods"] if m.get("sim_accuracy") is not None)
+        return ["", f"Study: {study['summary']['annotators']} invite links; {sim['annotators']} simulated annotators "
+                f"({sim['task_answers']} answers) predict the model from each method's concept with accuracy {shown} "
+                f"(chance {study['summary']['chance']:.2f}); human answers so far: {study['summary']['answers']}."]
+    rows = [r for r in study["conditions"] if r["kind"] == "simulated" and r.get("answers")]
+    shown = "; ".join(f"{r['condition']}/{r['method']} {r['accuracy']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+                      for r in rows)
+    flagged = len(sim.get("not_informative") or [])
+    verdict = (f": **not informative** ({flagged} of {sim['annotators']} simulated annotators flagged by their attention "
+               "checks or answers collapsed on one option)" if flagged else "")
+    return ["", f"Study: conditions {', '.join(dict.fromkeys(r['condition'] for r in study['conditions']))}; "
+            f"{study['summary']['annotators']} invite links; {sim['annotators']} simulated annotators "
+            f"({sim['task_answers']} answers) predict the model with accuracy {shown} (chance "
+            f"{study['summary']['chance']:.2f}){verdict}; human answers so far: {study['summary']['answers']}."]
 
 
 def _setup(config: dict) -> str:
@@ -112,8 +123,10 @@ def render(headline: dict) -> str:
     ]
     for m in headline["methods"]:
         layers = f"{m['layer_in']}" if m.get("eval_reconstruction_fvu") is None else f"{m['layer_in']} -> {m['layer_out']}"
+        sparsity = (f" (L0 {m['l0']:.1f}, {m['dead_latents']:,} dead)" if m.get("l0") is not None
+                    and m.get("dead_latents") is not None else "")
         lines.append(
-            f"| {m['method']} ({layers}) | {m['used_concepts']:,} / {m['n_concepts']:,} | {m['l_out_lookup_fvu']:.3f} "
+            f"| {m['method']} ({layers}) | {m['used_concepts']:,} / {m['n_concepts']:,}{sparsity} | {m['l_out_lookup_fvu']:.3f} "
             f"| {_fvu(m, top)} | {_accuracy(m)} | {_ci(m.get('drop_vs_energy_control'))} |"
         )
     lines += _judge(headline.get("judge")) + _study(headline.get("study"))

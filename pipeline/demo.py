@@ -353,7 +353,8 @@ def headline(run: Run, config: DemoConfig, timings: dict[str, float]) -> dict:
     """The figures the README reports, read from the stages' own records and CSVs (nothing recomputed here)."""
     figures: dict[str, Any] = {"run": run.name, "date": time.strftime("%Y-%m-%d"), "dataset": config.dataset,
                                "model": config.model, "seed": config.seed, "quick": config.quick,
-                               "demo_config": to_dict(config)}
+                               # Where the runs live is no result, and an absolute path would name a machine.
+                               "demo_config": {k: v for k, v in to_dict(config).items() if k != "runs_dir"}}
     if run.is_done("ablate"):
         figures.update(model_figures(run, config.methods))
     figures["judge"] = judge_figures(run)
@@ -391,6 +392,8 @@ def model_figures(run: Run, methods: tuple[str, ...] | list[str]) -> dict:
             "l_out_lookup_fvu": record["l_out_lookup_fvu"],
             "reconstruction_layer": record.get("reconstruction_layer"),
             "eval_reconstruction_fvu": record.get("eval_reconstruction_fvu"),
+            "l0": record.get("l0"),
+            "dead_latents": record.get("dead_latents"),
             "ablation_label": label,
             "accuracy_concept_removed": accuracy.get((label, "concept")),
             "accuracy_random": accuracy.get((label, "random")),
