@@ -64,6 +64,8 @@ QUICK = {
     "judge": {"sentences": 4, "bootstrap": 200},
     "study": {"items": 4, "overlap": 1, "attention_checks": 1},
 }
+QUICK_SIMULATED = 3
+"""Simulated annotators of --quick (the study's own sizes are QUICK["study"], which `study create` takes)."""
 AXES = ("model", "judge", "study")
 
 
@@ -119,7 +121,7 @@ def effective(config: DemoConfig) -> DemoConfig:
                                "max_dev": min(config.max_dev, QUICK["finetune"]["max_dev"]),
                                "sentences": min(config.sentences, QUICK["judge"]["sentences"]),
                                "study_items": min(config.study_items, QUICK["study"]["items"]),
-                               "simulated": min(config.simulated, QUICK["study"]["annotators"])}
+                               "simulated": min(config.simulated, QUICK_SIMULATED)}
     if config.run == RunOptions.run:
         changes["run"] = QUICK_RUN
     return dataclasses.replace(config, **changes)
