@@ -53,7 +53,12 @@ def serve_study(config: StudyServeConfig) -> str:
     Store.open(path)  # a missing or foreign file fails here with one line, not inside the server
     log.info("study app on http://%s:%d (annotators: /?token=..., results: /?admin=1); Ctrl-C stops it",
              config.address, config.port)
-    proc = subprocess.Popen(streamlit_command(path, config.port, config.address), env=os.environ.copy())
+    return run_server(streamlit_command(path, config.port, config.address), "study app")
+
+
+def run_server(command: list[str], what: str) -> str:
+    """Run a Streamlit server in the foreground until it exits or we are stopped; it never outlives us."""
+    proc = subprocess.Popen(command, env=os.environ.copy())
     # A service manager stops us with SIGTERM: treat it as Ctrl-C so the server never outlives us.
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -72,7 +77,7 @@ def serve_study(config: StudyServeConfig) -> str:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    return "study app stopped" if code is None else f"study app exited with code {code}"
+    return f"{what} stopped" if code is None else f"{what} exited with code {code}"
 
 
 def _interrupt(signum, frame):

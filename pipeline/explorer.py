@@ -7,16 +7,13 @@ It reads the run only through `pipeline.collect` (see `pipeline/explorer_app.py`
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from clvq_judge.core.runs import Run, RunOptions
+from clvq_judge.human_eval.serve import run_server
 
 log = logging.getLogger(__name__)
 
@@ -45,26 +42,4 @@ def explorer_command(runs_dir: str, run: str, port: int, address: str) -> list[s
 def explore(config: ExploreConfig) -> str:
     run = Run.open(config.runs_dir, config.run)  # a missing run fails here with one line, not inside the server
     log.info("explorer of run %s on http://%s:%d ; Ctrl-C stops it", run.name, config.address, config.port)
-    proc = subprocess.Popen(explorer_command(config.runs_dir, config.run, config.port, config.address),
-                            env=os.environ.copy())
-    # A service manager stops us with SIGTERM: treat it as Ctrl-C so the server never outlives us.
-    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        code = None
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    return "explorer stopped" if code is None else f"explorer exited with code {code}"
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    return run_server(explorer_command(config.runs_dir, config.run, config.port, config.address), "explorer")

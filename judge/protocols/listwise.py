@@ -6,27 +6,21 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import pandas as pd
 
 from clvq_judge.core.runs import derive_seed
 from clvq_judge.judge.client import Completion, Request
-from clvq_judge.judge.labels import normalise_choice, parse_choice, parse_ranking
+from clvq_judge.judge.labels import parse_ranking
 from clvq_judge.judge.render import LABELS, LISTWISE, PAIRWISE
 
-from . import Ask, Context, Protocol, register
-from .comparison import (
-    comparison_rows,
-    format_table,
-    known_answer_asks,
-    outcomes_of,
-    side_by_side_request,
-    summarise,
-)
-from .pairwise import CHOICES
+from . import Ask, Context, register
+from .comparison import known_answer_asks, side_by_side_request
+from .pairwise import CHOICES, Pairwise
 
 
 @register
-class Listwise(Protocol):
+class Listwise(Pairwise):
+    """Its known-answer questions are pairwise ones, read exactly as the pairwise protocol reads them."""
+
     name = "listwise"
     template = LISTWISE
 
@@ -48,6 +42,8 @@ class Listwise(Protocol):
             asks += known_answer_asks(ctx, rng_for)
         return asks
 
+    listwise = True
+
     def request(self, ask: Ask, ctx: Context) -> Request:
         if ask.kind == "listwise":
             return side_by_side_request(ask, ctx, self.template, None, max_tokens=4 * len(ask.shown) + 2)
@@ -56,18 +52,4 @@ class Listwise(Protocol):
     def verdict(self, ask: Ask, completion: Completion):
         if ask.kind == "listwise":
             return parse_ranking(completion.text, list(LABELS[: len(ask.shown)])), None
-        soft = normalise_choice(completion.choice_logprobs, CHOICES)
-        if soft is not None:
-            return max(CHOICES, key=lambda label: soft[label]), soft
-        return parse_choice(completion.text, CHOICES), None
-
-    def tables(self, judge: str, asks: list[Ask], records: list[dict], ctx: Context) -> dict[str, pd.DataFrame]:
-        return {"comparisons": comparison_rows(judge, asks, records, self.template),
-                **outcomes_of(judge, asks, records, ctx.methods)}
-
-    def summarise(self, tables: dict[str, pd.DataFrame], ctx: Context) -> dict[str, pd.DataFrame]:
-        return {"comparisons": tables["comparisons"],
-                **summarise(tables, ctx.methods, True, ctx.n_boot, derive_seed(ctx.seed, "bootstrap"))}
-
-    def format(self, frames: dict[str, pd.DataFrame], note: str = "") -> str:
-        return format_table(frames, note)
+        return super().verdict(ask, completion)

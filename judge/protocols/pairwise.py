@@ -33,6 +33,7 @@ class Pairwise(Protocol):
     name = "pairwise"
     template = PAIRWISE
     calibrated = False
+    listwise = False
 
     def plan(self, ctx: Context) -> list[Ask]:
         asks: list[Ask] = []
@@ -69,7 +70,7 @@ class Pairwise(Protocol):
 
     def summarise(self, tables: dict[str, pd.DataFrame], ctx: Context) -> dict[str, pd.DataFrame]:
         return {"comparisons": tables["comparisons"],
-                **summarise(tables, ctx.methods, False, ctx.n_boot, derive_seed(ctx.seed, "bootstrap"))}
+                **summarise(tables, ctx.methods, self.listwise, ctx.n_boot, derive_seed(ctx.seed, "bootstrap"))}
 
     def format(self, frames: dict[str, pd.DataFrame], note: str = "") -> str:
         return format_table(frames, note)
