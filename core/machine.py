@@ -15,6 +15,12 @@ from typing import Any
 # Flag families that change how fast torch computes on a CPU (float32 and bf16 matmuls, vector kernels).
 RELEVANT_FLAG = re.compile(r"^(avx2|fma|f16c|avx512\w*|amx\w*|avx_vnni\w*)$")
 
+# Environment variables that cap the instruction set torch's kernels, oneDNN and MKL use. Set to AVX2 on a
+# CPU with AVX-512/AMX they approximate the weaker CPU class (same cores, no wider vectors, no native bf16):
+#   ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+# Only an approximation: clock speed, caches and memory bandwidth stay the stronger machine's.
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
 
 def _proc_cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str | None, set[str]]:
     try:
@@ -51,7 +57,14 @@ def cpu_info() -> dict[str, Any]:
         "torch_cpu_capability": capability,
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "isa_caps": {name: os.environ[name] for name in ISA_CAPS if os.environ.get(name)},
     }
+
+
+def capped_to_avx2(info: dict[str, Any]) -> bool:
+    """True when every library that could use AVX-512/AMX was capped to AVX2 (see ISA_CAPS)."""
+    caps = info.get("isa_caps") or {}
+    return all(caps.get(name, "").lower() == "avx2" for name in ISA_CAPS)
 
 
 def describe(info: dict[str, Any]) -> str:
@@ -65,4 +78,7 @@ def describe(info: dict[str, Any]) -> str:
         text += ", " + ", ".join(features)
     if missing:
         text += ", no " + " or ".join(missing)
+    if capped_to_avx2(info) and info.get("avx512"):
+        text += " (capped to AVX2 in torch, oneDNN and MKL through " + ", ".join(f"{k}={v}" for k, v in sorted(
+            info["isa_caps"].items())) + ", an approximation of a CPU without AVX-512 or bf16)"
     return text

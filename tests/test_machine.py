@@ -33,3 +33,17 @@ def test_readme_time_line_says_which_machine():
     line = table.machine_line(plain, {"train": "float32", "rank": {"embedded": "float32"}})
     assert line == ("Measured on AMD EPYC 7B12, 2 cores, AVX2, no AVX-512 or native bf16; model stages in float32, "
                     "judge in float32.")
+
+
+def test_isa_caps_are_recorded_and_named_in_the_caption(monkeypatch):
+    for name in machine.ISA_CAPS:
+        monkeypatch.setenv(name, "avx2" if name == "ATEN_CPU_CAPABILITY" else "AVX2")
+    info = machine.cpu_info()
+    assert set(info["isa_caps"]) == set(machine.ISA_CAPS) and machine.capped_to_avx2(info)
+    strong = {"model": "Xeon", "cores": 2, "avx2": True, "avx512": True, "amx": True, "native_bf16": True,
+              "isa_caps": info["isa_caps"]}
+    assert "capped to AVX2" in machine.describe(strong)
+    monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS")
+    partial = machine.cpu_info()
+    assert not machine.capped_to_avx2(partial)
+    assert "capped" not in machine.describe({**strong, "isa_caps": partial["isa_caps"]})
