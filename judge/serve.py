@@ -1,9 +1,12 @@
-"""`clvq-judge serve`: a local transformers chat model as an OpenAI-compatible API (`/v1/models`,
-`/v1/chat/completions` with logprobs and vLLM-style `guided_choice`), loopback-only by default.
+"""`clvq-judge serve`: a local chat model as an OpenAI-compatible API (`/v1/models`, `/v1/chat/completions`
+with logprobs and vLLM-style `guided_choice`), loopback-only by default. The model runs through transformers,
+or through llama.cpp with `--model llamacpp:<embedded|embedded-1.5b|path.gguf>` (extra `llamacpp`, the
+in-process backend's engine: same verdict log-probabilities, same response shape; --precision does not apply).
 
 Requests that arrive together are batched through the model by one worker thread (a short collection
 window, up to --batch-size prompts per forward pass), on the same engine as the in-process judge, so a
-verdict read over HTTP equals the in-process one up to float rounding.
+verdict read over HTTP equals the in-process one up to float rounding. llama.cpp evaluates one sequence at a
+time, so its batches run prompt by prompt under the engine's lock.
 
 A one-token request without sampling (how judges ask for verdicts) is answered from one forward pass:
 the token is the argmax (with `guided_choice`: the most probable choice's first token) and
@@ -37,7 +40,8 @@ MAX_TOP_LOGPROBS = 20
 class ServeConfig:
     model: str = "embedded"
     """Model to serve: embedded (the shipped Qwen2.5-Coder-0.5B-Instruct judge) or any local transformers
-    causal chat LM (directory or cached HF id)."""
+    causal chat LM (directory or cached HF id) through transformers, or llamacpp:<embedded|embedded-1.5b|path.gguf>
+    through llama.cpp (as --judge names it)."""
     served_name: str | None = None
     """Model name clients must ask for (default: the --model value)."""
     host: str = "127.0.0.1"
@@ -67,7 +71,8 @@ class BadRequest(Exception):
 
 @dataclass
 class Job:
-    prompt: str
+    prompt: str | list[int]
+    """Rendered chat prompt: text for transformers, token ids for llama.cpp."""
     max_tokens: int
     temperature: float
     seed: int
@@ -200,7 +205,8 @@ def parse_job(body: dict, render) -> Job:
 
 
 def create_app(engine, config: ServeConfig):
-    """The FastAPI app around a loaded engine (`judge.backends.local.LocalModel`)."""
+    """The FastAPI app around a loaded engine (`judge.backends.local.LocalModel`, or
+    `judge.backends.llamacpp.ServedEngine` with the same interface)."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, Response
 
@@ -279,17 +285,32 @@ def _check_port(host: str, port: int) -> None:
         raise UserError(f"cannot listen on {host}:{port} ({os.strerror(exc.errno) if exc.errno else exc}): pick another --port or --host") from None
 
 
+def open_engine(config: ServeConfig):
+    from clvq_judge.core.device import resolve_device
+
+    prefix, _, target = config.model.partition(":")
+    if prefix == "llamacpp":
+        from clvq_judge.judge.backends.llamacpp import load_served
+
+        if not target:
+            raise UserError("--model llamacpp: needs a model: llamacpp:embedded, llamacpp:embedded-1.5b or llamacpp:<path.gguf>")
+        if str(config.device).startswith("cuda"):
+            log.info("llamacpp models run on the CPU build of llama.cpp")
+        return load_served(target)
+    from clvq_judge.judge.backends.local import load_local
+
+    return load_local(config.model, config.precision, str(resolve_device(config.device)))
+
+
 def serve(config: ServeConfig) -> None:
     import uvicorn
 
-    from clvq_judge.core.device import resolve_device
     from clvq_judge.judge.backends.http import is_loopback
-    from clvq_judge.judge.backends.local import load_local
 
     if config.batch_size < 1 or config.fail_every < 0 or config.garble_every < 0:
         raise UserError("--batch-size must be >= 1 and --fail-every/--garble-every >= 0")
     _check_port(config.host, config.port)  # before the model load, which takes a while
-    engine = load_local(config.model, config.precision, str(resolve_device(config.device)))
+    engine = open_engine(config)
     app = create_app(engine, config)
     url = f"http://{config.host}:{config.port}/v1"
     if not is_loopback(url):

@@ -1,6 +1,7 @@
 """The llama.cpp backend on the real embedded GGUF (extra `llamacpp`, installed by .ci/run): verdicts from
 label log-probabilities that agree with the transformers backend on the same weights, a prefix-reusing KV
-cache that changes numbers only at rounding level, free text, its own cache keys, and one-line errors."""
+cache that changes numbers only at rounding level, free text, its own cache keys, one-line errors, and a real
+`clvq-judge serve --model llamacpp:embedded` that answers concurrent requests as the in-process backend does."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+from fixtures_judge import get_json, start_server, stop_server
 
 from clvq_judge.core.errors import UserError
 from clvq_judge.judge.backends import JudgeOptions, open_judges
@@ -24,6 +26,8 @@ TRUCK = Request(messages=(("system", "You answer with one letter."),
                 choices=("A", "B"))
 YES_NO = Request(messages=(("system", "You answer Yes or No."),
                            ("user", "Is Paris a city? Answer Yes or No.")), choices=("Yes", "No"))
+NOT_FRUIT = Request(messages=(("system", "You answer Yes or No."),
+                              ("user", "Is a truck a fruit? Answer Yes or No.")), choices=("Yes", "No"))
 HELLO = Request(messages=(("user", "Reply with exactly the word: yes"),), max_tokens=4)
 
 
@@ -85,3 +89,31 @@ def test_bad_gguf_path_is_one_line(tmp_path):
     with pytest.raises(UserError) as exc:
         open_judges(JudgeOptions(judge=(f"llamacpp:{tmp_path / 'none.gguf'}",)), tmp_path / "c.sqlite")
     assert "is not a .gguf file" in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    """Base URL of a real `clvq-judge serve --model llamacpp:embedded` process."""
+    process, base_url, _ = start_server(tmp_path_factory.mktemp("llama_server"), "--model", "llamacpp:embedded")
+    yield base_url
+    stop_server(process)
+
+
+def test_serve_fronts_llamacpp_with_the_in_process_logprobs(llama_judge, llama_server, tmp_path):
+    # Sent at once, with two label sets and opposite Yes/No answers: a reply crossed between requests sharing
+    # the one llama.cpp model would show as a wrong or missing label.
+    requests = [FRUIT, TRUCK, YES_NO, NOT_FRUIT]
+    [remote] = open_judges(JudgeOptions(judge=("openai:llamacpp:embedded",), base_url=llama_server,
+                                        concurrency=len(requests)), tmp_path / "c.sqlite")
+    got = remote.complete(requests)
+    expected = llama_judge.inner.complete(requests)
+    assert [e.text for e in expected[2:]] == ["Yes", "No"]
+    for request, e, g in zip(requests, expected, got):
+        assert g.text == e.text and g.extra["parsed"] and g.prompt_tokens == e.prompt_tokens
+        for label in request.choices:
+            assert g.choice_logprobs[label] is not None
+            # Up to rounding: which prefix the KV cache reuses differs between the two processes.
+            assert abs(g.choice_logprobs[label] - e.choice_logprobs[label]) < 0.5, (request.choices, g, e)
+    assert get_json(llama_server.removesuffix("/v1") + "/stats")["answered"] == len(requests)
+    [hello] = remote.complete([HELLO])
+    assert hello.text and 1 <= hello.completion_tokens <= 4

@@ -11,7 +11,8 @@ previous one, and a batch is evaluated in sorted order so that prompts with a co
 instructions, the same concept in a detection prompt) follow each other. A reused prefix changes a label's
 log-probability only at rounding level (llama.cpp rounds a prompt split into two batches differently;
 measured about 0.03 nats), never the order of the labels in our tests. Free text is greedy (or seeded
-sampling at temperature > 0) up to max_tokens or the end of the turn.
+sampling at temperature > 0) up to max_tokens or the end of the turn. `clvq-judge serve --model llamacpp:...`
+answers over HTTP with the same engine (`ServedEngine`).
 """
 
 from __future__ import annotations
@@ -116,17 +117,27 @@ class LlamaEngine:
         shared = min(shared, len(tokens) - 1)  # always evaluate one token, so the logits are this prompt's
         llm.n_tokens = shared
         llm.eval(tokens[shared:])
-        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(self.n_vocab,)).astype(np.float64)
+        return self._last_logprobs()
+
+    def _last_logprobs(self) -> np.ndarray:
+        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.n_vocab,)).astype(np.float64)
         return logits - np.logaddexp.reduce(logits)
 
-    def score(self, tokens: list[int], label_ids: list[int]) -> list[float]:
+    def next_logprobs(self, tokens: list[int]) -> np.ndarray:
+        """Full-vocabulary log-probabilities of the token after `tokens` (what `clvq-judge serve` returns)."""
         with self._lock:
-            logprobs = self._logprobs_after(tokens)
+            return self._logprobs_after(tokens)
+
+    def score(self, tokens: list[int], label_ids: list[int]) -> list[float]:
+        logprobs = self.next_logprobs(tokens)
         return [float(logprobs[i]) for i in label_ids]
 
-    def generate(self, tokens: list[int], max_tokens: int, temperature: float, seed: int) -> tuple[str, int]:
+    def decode(self, tokens: list[int], max_tokens: int, temperature: float, seed: int,
+               keep_logprobs: bool = False) -> tuple[list[int], list[np.ndarray]]:
+        """Generated token ids up to the end of the turn, and (if asked) the distribution each was drawn from."""
         rng = np.random.default_rng(seed)
         out: list[int] = []
+        steps: list[np.ndarray] = []
         with self._lock:
             logprobs = self._logprobs_after(tokens)
             for _ in range(max_tokens):
@@ -138,11 +149,18 @@ class LlamaEngine:
                 if token in self._stop:
                     break
                 out.append(token)
+                if keep_logprobs:
+                    steps.append(logprobs)
                 self.llm.eval([token])
-                logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.n_vocab,)).astype(np.float64)
-                logprobs = logits - np.logaddexp.reduce(logits)
-        text = self.llm.detokenize(out).decode("utf-8", "replace")
-        return text.strip(), len(out)
+                logprobs = self._last_logprobs()
+        return out, steps
+
+    def detokenize(self, tokens: list[int], special: bool = False) -> str:
+        return self.llm.detokenize(tokens, special=special).decode("utf-8", "replace")
+
+    def generate(self, tokens: list[int], max_tokens: int, temperature: float, seed: int) -> tuple[str, int]:
+        out, _ = self.decode(tokens, max_tokens, temperature, seed)
+        return self.detokenize(out).strip(), len(out)
 
 
 @atexit.register
@@ -161,6 +179,73 @@ def load_engine(path: Path) -> LlamaEngine:
             log.info("loading llama.cpp judge %s", path.name)
             _ENGINES[key] = LlamaEngine(path)
         return _ENGINES[key]
+
+
+class _ServedTokenizer:
+    """The two tokenizer calls `clvq-judge serve` makes on its engine, in transformers' signatures."""
+
+    def __init__(self, engine: LlamaEngine):
+        self.engine = engine
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return self.engine.llm.tokenize(text.encode("utf-8"), add_bos=add_special_tokens, special=False)
+
+    def decode(self, tokens: list[int], skip_special_tokens: bool = True) -> str:
+        return self.engine.detokenize(tokens, special=not skip_special_tokens)
+
+
+class ServedEngine:
+    """A GGUF behind the interface `clvq-judge serve` drives (that of `local.LocalModel`), so batching,
+    `guided_choice` and the response shape are the server's own for both runtimes.
+
+    A batch runs prompt by prompt in sorted order, as in `LlamaCppBackend.complete`, to reuse shared prefixes.
+    Evaluation is serialised by the engine's lock; tokenizing and detokenizing, which the server does on its
+    request threads, read only the model's vocabulary, never the context that evaluation mutates.
+    """
+
+    def __init__(self, engine: LlamaEngine):
+        self.engine = engine
+        self.tokenizer = _ServedTokenizer(engine)
+
+    def render(self, messages: list[dict[str, str]]) -> list[int]:
+        return self.engine.render(messages)
+
+    def label_tokens(self, labels: tuple[str, ...]) -> list[int]:
+        return self.engine.label_tokens(labels)
+
+    def token_text(self, token_id: int) -> str:
+        return self.engine.detokenize([token_id], special=True)
+
+    def score(self, prompts: list[list[int]]):
+        import torch
+
+        from .local import Scored
+
+        out = [None] * len(prompts)
+        for i in sorted(range(len(prompts)), key=lambda i: prompts[i]):
+            start = time.perf_counter()
+            logprobs = self.engine.next_logprobs(prompts[i])
+            out[i] = Scored(len(prompts[i]), torch.from_numpy(logprobs), time.perf_counter() - start)
+        return out
+
+    def generate(self, prompts: list[list[int]], max_tokens: int, temperature: float = 0.0, seed: int = 0,
+                 keep_logprobs: bool = False):
+        import torch
+
+        from .local import Generated
+
+        out = [None] * len(prompts)
+        for i in sorted(range(len(prompts)), key=lambda i: prompts[i]):
+            start = time.perf_counter()
+            tokens, steps = self.engine.decode(prompts[i], max_tokens, temperature, seed, keep_logprobs)
+            out[i] = Generated(self.engine.detokenize(tokens), len(prompts[i]), len(tokens),
+                               time.perf_counter() - start, tokens, [torch.from_numpy(lp) for lp in steps])
+        return out
+
+
+def load_served(target: str) -> ServedEngine:
+    """The engine `clvq-judge serve --model llamacpp:<target>` answers with."""
+    return ServedEngine(load_engine(resolve_gguf(target)))
 
 
 @register
