@@ -179,6 +179,24 @@ def render_seeds(seeds: dict) -> str:
     return "\n".join(lines)
 
 
+JUDGE_STAGES = ("describe", "rank", "simulate")
+
+
+def render_times(headline: dict) -> str:
+    """A demo's time per stage as a table, the judge stages' share of the total, and the machine line."""
+    seconds = {k: v for k, v in (headline.get("seconds") or {}).items() if k != "total"}
+    total = sum(seconds.values())
+    judge = sum(seconds.get(k, 0.0) for k in JUDGE_STAGES)
+    lines = ["| stage | s |", "|---|---|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in seconds.items() if v >= 0.5]
+    lines += [f"| **total** | **{total:.0f}** |", "",
+              f"describe + rank + simulate: {judge:.0f} s, {judge / total:.0%} of the demo."
+              if total else "no stage timed."]
+    if headline.get("machine"):
+        lines.append(machine_line(headline["machine"], headline.get("precision") or {}))
+    return "\n".join(lines)
+
+
 SEEDS_BEGIN, SEEDS_END = "<!-- seed-figures:begin -->", "<!-- seed-figures:end -->"
 
 # name -> (committed copy in docs/, README marker name, renderer)
@@ -190,6 +208,7 @@ BLOCKS = {
     "gemma-seeds-standardized": (ROOT / "docs" / "gemma_seeds_standardized.json", "gemma-seed-figures-standardized",
                                  render_seeds),
     "seeds-standardized": (ROOT / "docs" / "demo_seeds_standardized.json", "seed-figures-standardized", render_seeds),
+    "weak-cpu-times": (ROOT / "docs" / "evidence" / "demo_weak_cpu_headline.json", "weak-cpu-times", render_times),
 }
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .activations import ActivationStore
-from .atomic import write_json
+from .atomic import read_json, write_json
 from .concepts import concept_lookup_fvu
 from .config import option
 from .device import resolve_device
@@ -40,7 +40,7 @@ from .methods import ConceptMethod, LayerData, get_method
 from .methods.batching import Batch
 from .methods.codebook_init import kmeans_plus_plus, lloyd
 from .methods.quantizer import squared_distances
-from .runs import Run, RunOptions, run_seed
+from .runs import NON_RESULT_FIELDS, Run, RunOptions, run_seed
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +248,15 @@ def _context(method, model, store: ActivationStore, n_sentences: int, seed: int,
 def diagnose(config: DiagnoseConfig) -> str:
     """Compute the diagnostics of one method; writes the JSON and returns a short table."""
     run = Run.open(config.runs_dir, config.run)
+    get_method(config.method)
+    record = f"diagnose/{config.method}"
+    out = run.root / "diagnose" / f"{config.method}.json"
+    # It reads the trained method and the cache, and the run's kmeans when there is one (its NMI partner).
+    partner = [s for s in ("methods/kmeans", "concepts/kmeans") if config.method != "kmeans" and run.is_done(s)]
+    inputs = ("extract", f"methods/{config.method}", *partner)
+    if not run.begin(record, config, config.force, NON_RESULT_FIELDS, inputs, on_change="redo"):
+        log.info("diagnose %s already finished with these options from the same inputs: %s", config.method, out)
+        return table_text(read_json(out))
     store = ActivationStore(run.require("extract"))
     device = resolve_device(config.device)
     seed = run_seed(run, config.seed)
@@ -312,10 +321,9 @@ def diagnose(config: DiagnoseConfig) -> str:
         rows = np.arange(min(len(tokens), config.max_points))
         report["encoder"] = encoder_report(method, store.rows(layer_in, "eval", rows))
         report["context"] = context_report(method, store, config.context_sentences, seed, device)
-    folder = run.root / "diagnose"
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / f"{config.method}.json", report)
-    log.info("diagnose: wrote %s", folder / f"{config.method}.json")
+    write_json(out, report)
+    run.finish(record, config, NON_RESULT_FIELDS, outputs=(out,))
+    log.info("diagnose: wrote %s", out)
     return table_text(report)
 
 

@@ -26,18 +26,11 @@ from typing import Any
 from .atomic import read_json, write_json
 from .config import config_hash, to_dict, validate
 from .errors import UserError
+from .stages import STAGE_DIRS, command_for
 
 log = logging.getLogger(__name__)
 
 DONE = "done.json"
-
-# Stage name -> folder inside the run directory.
-STAGE_DIRS = {
-    "finetune": "classifier",
-    "extract": "activations",
-    "ablate": "ablation",
-}
-
 
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
@@ -109,6 +102,8 @@ class Run:
             # Written by an older clvq-judge: no done hash, no inputs. Migrated on read: the hash stands for
             # this very finish (config and file time) and its inputs stay unknown (see `outdated_inputs`).
             record["done_hash"] = f"{record['config_hash']}-legacy{path.stat().st_mtime_ns}"
+        if not all(isinstance(h, str) for h in record.get("inputs", {}).values()):
+            record.pop("inputs")  # an older rank's {"concepts": ..., "prompts": ...}: not stage done hashes
         return record
 
     def done_hash(self, stage: str) -> str | None:
@@ -153,47 +148,82 @@ class Run:
         return {stage: self.done_hash(stage) for stage in inputs}
 
     def begin(
-        self, stage: str, config: Any, force: bool = False, exclude: tuple[str, ...] = (), inputs: tuple[str, ...] = ()
+        self, stage: str, config: Any, force: bool = False, exclude: tuple[str, ...] = (), inputs: tuple[str, ...] = (),
+        *, on_change: str = "refuse", on_outdated: str = "redo", clear: bool = True,
     ) -> bool:
-        """Prepare a stage; return False when it already finished with this config from the same inputs.
+        """Prepare a stage; return False when it already finished with this config from the same inputs and
+        every output it recorded is still there.
 
         `inputs` names the stages it reads (e.g. ("extract", "methods/clvq")); their done hashes are recorded
-        by `finish`. A finished stage whose inputs were redone since is redone (one log line says so); one
-        with different options needs `--force`; `--force` clears the stage folder. A half-finished stage
-        folder is kept so the stage can resume from it, unless it was started on other inputs.
+        by `finish`. Two policies differ between stages, so they are arguments, not conventions:
+
+        - `on_change`: a finished stage run again with other options is refused ("refuse": the model stages,
+          whose results other stages build on, and a study that holds people's answers) or simply redone
+          ("redo": the judge, diagnostics, simulated annotators, results, report and export, whose work is
+          cached or cheap).
+        - `on_outdated`: a finished stage whose inputs were redone since is redone with one log line ("redo"),
+          or refused with the command to rerun ("refuse": a study, which a redo would empty of its answers).
+
+        `--force` and a redo clear the stage folder (`clear=False` for a stage that shares its folder with
+        others' files, such as rank in judge/: only its own records are removed then). A half-finished stage
+        folder is kept so the stage can resume from it, unless it was started on other options or inputs.
         """
         folder = self.stage_dir(stage)
         digest = config_hash(config, exclude)
         current = self.input_hashes(tuple(inputs))
         if folder.exists() and force:
-            shutil.rmtree(folder)
+            self._clear(stage, clear)
         if self.is_done(stage):
-            if self.done_record(stage).get("config_hash") != digest:
+            record = self.done_record(stage)
+            stale = self.outdated_inputs(stage, tuple(inputs))
+            # A redo-on-change stage also redoes when it now reads other stages (e.g. rank after a describe).
+            changed = record.get("config_hash") != digest or (
+                on_change == "redo" and set(record.get("inputs", current)) != set(current))
+            missing = [o for o in record.get("outputs", []) if not (self.root / o).exists()]
+            if stale and on_outdated == "refuse":
+                raise UserError(
+                    f"'{stage}' of run {self.name!r} was built from '{stale[0]}', which was redone since: "
+                    f"{rerun_hint(self.name, stage)} --force to rebuild it"
+                )
+            if record.get("config_hash") != digest and on_change == "refuse":
                 raise UserError(
                     f"stage '{stage}' of run {self.name!r} already finished with other options: "
                     f"pass --force to redo it, or use a new --run name"
                 )
-            stale = self.outdated_inputs(stage, tuple(inputs))
-            if not stale:
+            if not (stale or changed or missing):
                 return False
-            log.warning("%s: input %s of run %r was redone since this stage finished; redoing it",
-                        stage, ", ".join(f"'{s}'" for s in stale), self.name)
-            shutil.rmtree(folder)
+            if stale:
+                log.warning("%s: input %s of run %r was redone since this stage finished; redoing it",
+                            stage, ", ".join(f"'{s}'" for s in stale), self.name)
+            else:
+                why = f"its output {missing[0]} is missing" if missing else "other options or inputs than last time"
+                log.warning("%s of run %r: %s; redoing it", stage, self.name, why)
+            self._clear(stage, clear)
         started = folder / "started.json"
         if started.exists():
             before = read_json(started)
             if before.get("config_hash") != digest or before.get("inputs", current) != current:
                 # A half-finished stage with other options or inputs cannot be resumed; start it over.
-                shutil.rmtree(folder)
+                self._clear(stage, clear)
         folder.mkdir(parents=True, exist_ok=True)
         if not started.exists():  # a resumed stage keeps its marker untouched
             write_json(started, {"config_hash": digest, "config": to_dict(config), "inputs": current})
         return True
 
+    def _clear(self, stage: str, everything: bool) -> None:
+        folder = self.stage_dir(stage)
+        if everything:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for marker in (DONE, "started.json"):
+                (folder / marker).unlink(missing_ok=True)
+
     def finish(
-        self, stage: str, config: Any, exclude: tuple[str, ...] = (), inputs: tuple[str, ...] | None = None, **extra: Any
+        self, stage: str, config: Any, exclude: tuple[str, ...] = (), inputs: tuple[str, ...] | None = None,
+        outputs: tuple[str | os.PathLike, ...] = (), **extra: Any
     ) -> None:
-        """Mark a stage finished. Its inputs are those given to `begin` (or `inputs`, read again now)."""
+        """Mark a stage finished. Its inputs are those given to `begin` (or `inputs`, read again now); its
+        `outputs` (files it wrote, inside the run or not) are checked by the next `begin`: one gone is redone."""
         started = self.stage_dir(stage) / "started.json"
         if inputs is not None:
             recorded = self.input_hashes(tuple(inputs))
@@ -209,22 +239,25 @@ class Run:
                 # The nonce makes a forced redo with the same options a different result to its readers.
                 "done_hash": f"{digest}-{secrets.token_hex(4)}",
                 "inputs": recorded,
+                "outputs": [_relative(self.root, o) for o in outputs],
                 "config": to_dict(config),
                 **extra,
             },
         )
 
 
+def _relative(root: Path, path: str | os.PathLike) -> str:
+    """A path inside the run as relative to it (the run folder can move); one outside it stays absolute."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
 def rerun_hint(run: str, stage: str) -> str:
-    """The command that (re)makes a stage's folder, for error messages."""
-    kind, _, method = stage.partition("/")
-    if kind == "methods" and method:
-        return f"run `clvq-judge train --run {run} --method {method}`"
-    if kind == "concepts" and method:
-        return f"run `clvq-judge concepts --run {run} --method {method}`"
-    if not method:
-        return f"run `clvq-judge {kind} --run {run}`"
-    return f"rerun the stage that writes {stage}/ of run {run!r}"
+    """The command that (re)makes a stage's folder, for error messages (from the stage table)."""
+    return command_for(run, stage)
 
 
 @dataclass

@@ -30,8 +30,8 @@ import numpy as np
 
 from clvq_judge.core.config import to_dict
 from clvq_judge.core.errors import UserError
-from clvq_judge.core.runs import Run, RunOptions
-from clvq_judge.core.units import load_cards, sample_units
+from clvq_judge.core.runs import NON_RESULT_FIELDS, Run, RunOptions
+from clvq_judge.core.units import concept_folder, load_cards, sample_units
 
 from .conditions import cells, condition_names, get_condition
 from .display import attention_display
@@ -72,6 +72,9 @@ class CreateConfig(RunOptions):
     """Words (with counts) shown per concept."""
     examples: int = 3
     """Example sentences shown for a concept dominated by sentence-start tokens."""
+    replace_outdated: bool = False
+    """Rebuild the study, without --force, when it was built with other options or from concepts redone since
+    (its answers are lost: for a study nobody answered yet, such as the demo's); without it that is refused."""
 
 
 def study_path(runs_dir: str | os.PathLike, run: str, name: str) -> Path:
@@ -167,8 +170,18 @@ def create_study(config: CreateConfig) -> str:
 
     run = Run.open(config.runs_dir, config.run)
     path = study_path(config.runs_dir, config.run, name)
-    if path.exists() and not config.force:
+    record = f"studies/{name}"
+    for m in methods:
+        concept_folder(run, m)  # a method without concepts: the one-line hint naming `clvq-judge concepts`
+    inputs = tuple(f"concepts/{m}" for m in methods)
+    if path.exists() and not config.force and not run.is_done(record):
         raise UserError(f"study {name!r} already exists at {path}: pass --force to replace it (its answers are lost) or another --name")
+    # A study holds people's answers: other options or redone concepts are refused (--force replaces it, or
+    # --replace-outdated when it is known to hold none, as the demo's), never silently rebuilt.
+    policy = "redo" if config.replace_outdated else "refuse"
+    if not run.begin(record, config, config.force, CREATE_EXCLUDE, inputs, on_change=policy, on_outdated=policy):
+        log.info("study %s already built with these options from the same concepts", name)
+        return invite_text(path, config.base_url)
 
     units = sample_units(run, methods, config.items, config.seed)
     if len(units) < config.items:
@@ -232,9 +245,14 @@ def create_study(config: CreateConfig) -> str:
     finally:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+    run.finish(record, config, CREATE_EXCLUDE, outputs=(path,))
     log.info("study %s: %d items (%d sentences x %d condition/method cells) + %d attention checks, %d annotators",
              name, len(items) - len(checks), len(units), len(design), len(checks), len(annotators))
     return invite_text(path, config.base_url)
+
+
+CREATE_EXCLUDE = (*NON_RESULT_FIELDS, "base_url", "admin_password_env", "replace_outdated")
+
 
 
 def invite_links(path: str | os.PathLike, base_url: str = "http://localhost:8501") -> list[tuple[str, str]]:

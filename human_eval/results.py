@@ -35,8 +35,9 @@ import numpy as np
 import pandas as pd
 
 from clvq_judge.core.atomic import write_json, write_with
+from clvq_judge.core.config import to_dict
 from clvq_judge.core.errors import UserError
-from clvq_judge.core.runs import RunOptions
+from clvq_judge.core.runs import NON_RESULT_FIELDS, Run, RunOptions
 from clvq_judge.core.stats import cluster_mean_ci, cluster_mean_difference_ci, krippendorff_alpha
 
 from . import schema
@@ -333,12 +334,35 @@ def resolve_study(study: str | None, runs_dir: str, run: str, name: str | None) 
     return Path(runs_dir) / run / "studies" / f"{name}.sqlite"
 
 
+def study_in_run(path: Path) -> tuple[Run, str] | None:
+    """The run and study name when the study file is `runs/<run>/studies/<name>.sqlite`, else None (a study
+    copied elsewhere stands alone and keeps no stage records)."""
+    path = Path(path).resolve()
+    if path.parent.name == "studies" and (path.parent.parent / "run.json").exists():
+        return Run(path.parent.parent), path.stem
+    return None
+
+
 def run_results_dir(path: Path) -> Path | None:
     """`runs/<run>/studies/<name>/results/` when the study file sits inside a run, else None."""
-    path = path.resolve()
-    if path.parent.name == "studies" and (path.parent.parent / "run.json").exists():
-        return path.parent / path.stem / "results"
-    return None
+    found = study_in_run(path)
+    return None if found is None else found[0].stage_dir(results_record(found[1]))
+
+
+def study_record(name: str) -> str:
+    """`study create`'s record key (core/stages.py)."""
+    return f"studies/{name}"
+
+
+def results_record(name: str) -> str:
+    return f"studies/{name}/results"
+
+
+def simulate_record(name: str) -> str:
+    return f"studies/{name}/simulate"
+
+
+RESULTS_EXCLUDE = (*NON_RESULT_FIELDS, "study", "name", "out")
 
 
 def write_results(results: Results, folder: Path) -> None:
@@ -389,13 +413,32 @@ def table_text(results: Results) -> str:
 
 
 def study_results(config: ResultsConfig) -> str:
+    """Compute and write the results. Inside a run they are a stage like any other: redone when answers arrived
+    (or were deleted) since, and refused when the study was built from concepts that were redone after it."""
     path = resolve_study(config.study, config.runs_dir, config.run, config.name)
     store = Store.open(path)
+    found = study_in_run(path)
+    hashed = {**to_dict(config), "answers": store.answers_fingerprint()}
+    record = None
+    if found is not None:
+        run, name = found
+        record = results_record(name)
+        inputs = tuple(s for s in (study_record(name), simulate_record(name)) if run.is_done(s))
+        if not run.begin(record, hashed, config.force, RESULTS_EXCLUDE, inputs, on_change="redo"):
+            text = run.done_record(record)["table"]
+            if config.out:
+                write_results(compute(store, n_boot=config.n_boot, seed=config.seed), Path(config.out))
+            return text + f"\nno answer arrived since; CSVs in {run.stage_dir(record)}" + (
+                f" and {config.out}" if config.out else "")
     results = compute(store, n_boot=config.n_boot, seed=config.seed)
     written = []
     for folder in (Path(config.out) if config.out else None, run_results_dir(path)):
         if folder is not None and folder.resolve() not in {w.resolve() for w in written}:
             write_results(results, folder)
             written.append(folder)
+    text = table_text(results)
+    if record is not None:
+        run.finish(record, hashed, RESULTS_EXCLUDE, table=text,
+                   outputs=tuple(run.stage_dir(record) / n for n in (*results.frames(), schema.SUMMARY_JSON)))
     where = ", ".join(str(w) for w in written) or "nowhere (pass --out DIR)"
-    return table_text(results) + f"\nCSVs written to {where}"
+    return text + f"\nCSVs written to {where}"

@@ -40,14 +40,14 @@ import numpy as np
 
 from clvq_judge.core.config import option
 from clvq_judge.core.errors import UserError
-from clvq_judge.core.runs import RunOptions
+from clvq_judge.core.runs import NON_RESULT_FIELDS, RunOptions
 from clvq_judge.judge.backends import JudgeOptions, open_judges
 from clvq_judge.judge.client import Completion, Request
 from clvq_judge.judge.labels import normalise_choice, parse_choice
 from clvq_judge.judge.render import prompt
 
 from .display import EXAMPLES_CAPTION, WORDS_CAPTION, item_view, option_order
-from .results import resolve_study
+from .results import resolve_study, simulate_record, study_in_run, study_record
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,10 @@ def item_seed(seed: int, annotator: int, item: int) -> np.random.Generator:
 # --- the stage -------------------------------------------------------------------------------------------
 
 
+SIMULATE_EXCLUDE = (*NON_RESULT_FIELDS, "study", "name", "concurrency", "batch_size", "api_key_env", "request_timeout",
+                    "max_retries", "price_table")
+
+
 def simulate_study(config: SimulateConfig) -> str:
     path = resolve_study(config.study, config.runs_dir, config.run, config.name)
     store = Store.open(path)
@@ -148,6 +152,17 @@ def simulate_study(config: SimulateConfig) -> str:
                         f"whose assignments the simulated ones take: lower --annotators")
     from clvq_judge.core.device import resolve_device
 
+    found = study_in_run(path)
+    stage = None
+    if found is not None:
+        run, name = found
+        stage = simulate_record(name)
+        # Redone on other options (more annotators, another judge: it only adds what is missing), refused when
+        # the study was built from concepts redone after it (`require`, through begin's inputs).
+        if not run.begin(stage, config, config.force, SIMULATE_EXCLUDE, (study_record(name),), on_change="redo"):
+            return (f"the simulated annotators already answered this study with these options: "
+                    f"{run.done_record(stage).get('summary', '')}\n"
+                    f"see the comparison with the humans: clvq-judge study results --study {Path(path)}")
     judges = open_judges(config, path.with_name(f"{path.stem}.simulate-cache.sqlite"), resolve_device(config.device))
     template = prompt(TEMPLATE)
     meta = store.meta()
@@ -190,4 +205,6 @@ def simulate_study(config: SimulateConfig) -> str:
     finally:
         for judge in judges:
             judge.close()
+    if stage is not None:
+        run.finish(stage, config, SIMULATE_EXCLUDE, summary="; ".join(lines), outputs=(path,))
     return "\n".join([*lines, f"see the comparison with the humans: clvq-judge study results --study {Path(path)}"])

@@ -314,6 +314,14 @@ class Store:
             )
             return cur.rowcount == 1
 
+    def answers_fingerprint(self) -> str:
+        """Changes with every answer stored or deleted: results computed from other answers are outdated."""
+        with self.read() as conn:
+            n, last, total = conn.execute(
+                "SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(SUM(answered_at), 0) FROM answers").fetchone()
+            people = conn.execute("SELECT COUNT(*) FROM annotators").fetchone()[0]
+        return f"{n}-{last}-{total:.6f}-{people}"
+
     # --- the tables, for results --------------------------------------------------------------------
     def tables(self) -> dict[str, list[tuple]]:
         """Items, annotators, assignments and answers as rows, read in one snapshot."""

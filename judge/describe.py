@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from clvq_judge.core.atomic import read_json, write_json, write_text
+from clvq_judge.core.config import to_dict
 from clvq_judge.core.device import resolve_device
 from clvq_judge.core.errors import UserError
 from clvq_judge.core.methods import METHODS
-from clvq_judge.core.runs import Run, RunOptions, derive_seed, run_seed
+from clvq_judge.core.runs import NON_RESULT_FIELDS, Run, RunOptions, derive_seed, run_seed
 from clvq_judge.core.units import Unit, concept_folder, load_cards, sample_units
 
 from .backends import JudgeOptions, explainer_spec, judge_specs, open_judges
@@ -308,18 +309,29 @@ def describe_units(
     return have
 
 
+RECORD = "describe"
+"""describe's record in the run (core/stages.py: judge/descriptions/done.json, beside the descriptions)."""
+EXCLUDE = (*NON_RESULT_FIELDS, "concurrency", "batch_size", "api_key_env", "request_timeout", "max_retries",
+           "price_table")
+
+
 def describe(config: DescribeConfig) -> str:
     """Sample (or reuse) the evaluation units and describe every concept they use."""
     run = Run.open(config.runs_dir, config.run)
     methods = resolve_methods(run, config.method)
     seed = run_seed(run, config.seed)
     specs = judge_specs(config)
+    device = resolve_device(config.device)
+    name = explainer_key(config, device)
+    sha = prompt(EXPLAINER).sha
+    hashed = {**to_dict(config), "explainer_key": name, "prompt_sha": sha, "control": CONTROL}
+    inputs = tuple(f"concepts/{m}" for m in methods)
+    # Redone, never refused, on other options: descriptions accumulate per explainer and every answer is cached.
+    up_to_date = not run.begin(RECORD, hashed, config.force, EXCLUDE, inputs, on_change="redo", clear=False)
     if config.force:
         for m in methods:
             descriptions_path(run, m).unlink(missing_ok=True)
     units = prepare_units(run, methods, config.sentences, seed)
-    device = resolve_device(config.device)
-    name = explainer_key(config, device)
     writer = explainer_spec(config)
     if len(specs) > 1 and not config.explainer:
         log.info("descriptions are written by the first --judge (%s); the others judge in `rank` only", writer)
@@ -331,18 +343,20 @@ def describe(config: DescribeConfig) -> str:
         return opened[0]
 
     described = describe_units(run, units, methods, name, open_explainer, config.known_answer, config.max_tokens)
-    sha = prompt(EXPLAINER).sha
     lines = [f"descriptions of the concepts {len(units)} sentences use, by {name} (prompt {EXPLAINER} {sha}):"]
+    shares = {}
     for m in methods:
         needed = needed_concepts(units, m, config.known_answer)
         empty = sum(1 for c in needed if not described[m].get(c))
-        share = empty / len(needed) if needed else 0.0
+        shares[m] = share = empty / len(needed) if needed else 0.0
         lines.append(f"  {m}: {len(needed)} concepts -> {descriptions_path(run, m)}; not a description after one "
                      f"re-ask (empty or the word list echoed): {empty} ({share:.0%})")
     usage = opened[0].usage if opened else {"requests_sent": 0}
     lines.append(f"requests sent: {usage.get('requests_sent', 0)}")
-    write_json(run.stage_dir(STAGE) / "describe.json", {
-        "methods": methods, "seed": seed, "sentences": config.sentences, "n_units": len(units), "explainer": name,
-        "prompt": EXPLAINER, "prompt_sha": sha, "usage": usage,
-    })
+    if not up_to_date:
+        summary = {"methods": methods, "seed": seed, "sentences": config.sentences, "n_units": len(units),
+                   "explainer": name, "prompt": EXPLAINER, "prompt_sha": sha, "usage": usage,
+                   "not_a_description_share": shares}
+        write_json(run.stage_dir(STAGE) / "describe.json", summary)
+        run.finish(RECORD, hashed, EXCLUDE, outputs=tuple(descriptions_path(run, m) for m in methods), **summary)
     return "\n".join(lines)

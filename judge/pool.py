@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -86,7 +87,9 @@ class CachedJudge:
         chunks = [items[i:i + size] for i in range(0, len(items), size)]
         workers = max(1, getattr(self.inner, "concurrency", 1))
         out: dict[str, Completion] = {}
-        bar = tqdm(total=len(items), desc=desc or self.name, unit="req", disable=None, leave=False)
+        # Shown also when stderr is a log file (disable=None would hide it there), at most every few seconds.
+        bar = tqdm(total=len(items), desc=desc or self.name, unit="req", leave=False,
+                   mininterval=0.1 if sys.stderr.isatty() else 5.0)
         try:
             if workers == 1 or len(chunks) == 1:
                 for chunk in chunks:

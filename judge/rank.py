@@ -28,18 +28,18 @@ from typing import Literal
 
 import pandas as pd
 
-from clvq_judge.core.atomic import read_json, write_json, write_text
+from clvq_judge.core.atomic import write_json, write_text
 from clvq_judge.core.config import config_hash, to_dict
 from clvq_judge.core.device import resolve_device
 from clvq_judge.core.errors import UserError
-from clvq_judge.core.runs import NON_RESULT_FIELDS, Run, RunOptions
+from clvq_judge.core.runs import Run, RunOptions
 from clvq_judge.core.units import load_cards
 
 from .backends import JudgeOptions, explainer_spec, open_judges
+from .describe import EXCLUDE as DESCRIBE_EXCLUDE
 from .describe import (
     STAGE,
     SampleOptions,
-    concepts_version,
     describe_units,
     explainer_key,
     finished_methods,
@@ -52,7 +52,8 @@ from .render import EXPLAINER, prompt
 
 log = logging.getLogger(__name__)
 
-
+RECORD = "rank"
+"""rank's record in the run (core/stages.py: its done.json is judge/done.json)."""
 
 DEFAULT_PROTOCOL = "calibrated"
 """Chosen from docs/judges.md: with the embedded judge no protocol clears its control; calibrated costs what
@@ -84,8 +85,7 @@ class RankConfig(SampleOptions, JudgeOptions, RunOptions):
     """Folder to write the result CSVs to as well (the run keeps them in judge/)."""
 
 
-EXCLUDE = (*NON_RESULT_FIELDS, "out", "concurrency", "batch_size", "api_key_env", "request_timeout", "max_retries",
-           "price_table")
+EXCLUDE = (*DESCRIBE_EXCLUDE, "out")
 
 
 def _validate(config: RankConfig, run: Run) -> list[str]:
@@ -119,10 +119,15 @@ def write_results(folder: Path, frames: dict[str, pd.DataFrame]) -> None:
         write_text(folder / f"{name}.csv", frame.to_csv(index=False))
 
 
-def _inputs(run: Run, methods: list[str], template: str) -> dict:
-    """What besides the config decides the results: the concept cards and the prompt texts."""
-    return {"concepts": {m: concepts_version(run, m) for m in methods},
-            "prompts": {p.name: p.sha for p in (prompt(template), prompt(EXPLAINER))}}
+def stage_inputs(run: Run, methods: list[str]) -> tuple[str, ...]:
+    """The records rank reads: every compared method's concepts, and describe's when it ran (rank writes any
+    missing description itself, so describe is not required)."""
+    return (*(f"concepts/{m}" for m in methods), *(("describe",) if run.is_done("describe") else ()))
+
+
+def hashed_config(config: RankConfig, template: str) -> dict:
+    """What besides the options decides the results: the prompt texts (a changed prompt is a new ranking)."""
+    return {**to_dict(config), "prompts": {p.name: p.sha for p in (prompt(template), prompt(EXPLAINER))}}
 
 
 def _publish(folder: Path, frames: dict[str, pd.DataFrame], out: str | None) -> str:
@@ -143,17 +148,16 @@ def rank(config: RankConfig) -> str:
     protocol = get_protocol(config.protocol)
     seed = run_seed(run, config.seed)
     folder = run.stage_dir(STAGE)
-    digest = config_hash(config, EXCLUDE)
-    inputs = _inputs(run, methods, protocol.template)
-    done = folder / "done.json"
-    if not config.force and done.exists():
-        record = read_json(done)
-        if record.get("config_hash") == digest and record.get("inputs") == inputs and all(
-            (folder / f).exists() for f in record.get("files", [])
-        ):
-            frames = {Path(f).stem: pd.read_csv(folder / f) for f in record["files"]}
-            log.info("rank already finished with these options; results read from %s", folder)
-            return protocol.format(frames) + "\n" + _publish(folder, frames, config.out)
+    hashed = hashed_config(config, protocol.template)
+    digest = config_hash(hashed, EXCLUDE)
+    inputs = stage_inputs(run, methods)
+    # Redone, not refused, on other options: every answer is cached, so another protocol or judge costs only
+    # what it has not asked yet. judge/ also holds describe's files, so only rank's own records are cleared.
+    if not run.begin(RECORD, hashed, config.force, EXCLUDE, inputs, on_change="redo", clear=False):
+        record = run.done_record(RECORD)
+        frames = {Path(f).stem: pd.read_csv(folder / f) for f in record["files"]}
+        log.info("rank already finished with these options from the same concepts; results read from %s", folder)
+        return protocol.format(frames) + "\n" + _publish(folder, frames, config.out)
     units = prepare_units(run, methods, config.sentences, seed)
     device = resolve_device(config.device)
     judges = open_judges(config, folder / "cache.sqlite", device)
@@ -188,16 +192,15 @@ def rank(config: RankConfig) -> str:
             per_judge.setdefault(name, []).append(table)
     tables = {name: pd.concat(parts, ignore_index=True) for name, parts in per_judge.items()}
     frames = protocol.summarise(tables, ctx)
-    record = {
-        "config_hash": digest, "config": to_dict(config), "inputs": inputs, "protocol": protocol.name,
-        "methods": methods, "seed": seed, "n_units": len(units), "files": [f"{name}.csv" for name in frames],
-        "usage": {j.name: j.usage for j in judges},
-    }
+    files = [f"{name}.csv" for name in frames]
+    extra = {"protocol": protocol.name, "methods": methods, "seed": seed, "n_units": len(units), "files": files,
+             "usage": {j.name: j.usage for j in judges}}
     # Every finished ranking is also kept apart, so `clvq-judge judges` can compare all judges and protocols
     # that ever answered in this run; the top-level files are the latest ranking.
     archive = results_dir(run) / f"{protocol.name}-{digest[:10]}"
     write_results(archive, frames)
-    write_json(archive / "done.json", record)
+    write_json(archive / "done.json", {"config_hash": digest, "config": to_dict(config),
+                                       "inputs": run.input_hashes(inputs), **extra})
     write_results(folder, frames)
-    write_json(done, record)
+    run.finish(RECORD, hashed, EXCLUDE, outputs=tuple(folder / f for f in files), **extra)
     return protocol.format(frames, note) + "\n" + _publish(folder, frames, config.out)

@@ -173,6 +173,17 @@ class Results:
     def study_summary(self, study: str) -> dict | None:
         return _json(self.study_folder(study) / "summary.json")
 
+    # --- what a reader read ------------------------------------------------------------------------
+
+    def records(self) -> tuple[str, ...]:
+        """The finished stage records behind what this collector serves (concepts, ablation, the judge, the
+        studies' results). A reader (report, export) records their done hashes, so it is redone when one of
+        them is redone and refuses (through `Run.require`) to read one that is itself outdated."""
+        keys = [f"{core_schema.CONCEPTS_STAGE}/{m}" for m in self.concept_methods]
+        keys += [k for k in ("ablate", "describe", "rank") if self.run.is_done(k)]
+        keys += [f"studies/{s}/results" for s in self.studies]
+        return tuple(k for k in keys if self.run.is_done(k))
+
     # --- evaluation tokens -------------------------------------------------------------------------
 
     @cached_property

@@ -39,8 +39,7 @@ from clvq_judge.core.train import train, train_config_class
 from clvq_judge.human_eval.builder import CreateConfig, create_study, invite_links, study_path
 from clvq_judge.human_eval.conditions import cells
 from clvq_judge.human_eval.results import ResultsConfig, study_results
-from clvq_judge.human_eval.simulate import KIND, SimulateConfig, simulate_study
-from clvq_judge.human_eval.store import Store
+from clvq_judge.human_eval.simulate import SimulateConfig, simulate_study
 from clvq_judge.judge.backends import JudgeOptions
 from clvq_judge.judge.describe import DescribeConfig, describe
 from clvq_judge.judge.rank import DEFAULT_PROTOCOL, RankConfig, rank
@@ -180,11 +179,6 @@ class Timer:
                 took = self.previous.get(name, took) if name not in self.seconds else 0.0
             self.seconds[name] = self.seconds.get(name, 0.0) + took
 
-    def skip(self, name: str) -> None:
-        """A stage the demo itself found done (it was not called)."""
-        self.skipped.append(name)
-        self.seconds.setdefault(name, self.previous.get(name, 0.0))
-
     @property
     def total(self) -> float:
         return time.perf_counter() - self.started
@@ -214,12 +208,11 @@ def run_demo(config: DemoConfig) -> str:
     run = Run.open(config.runs_dir, config.run)
     if "judge" in config.axes:
         sample = {"sentences": config.sentences, "seed": config.seed}
-        folder = run.stage_dir("judge")
         timer("describe", describe, DescribeConfig(**common, **judge, **sample, method=config.compare),
-              markers=tuple(folder / "descriptions" / f"{m}.jsonl" for m in config.compare))
+              markers=_done(run, "describe"))
         table = timer("rank", rank, RankConfig(**common, **judge, **sample, method=config.compare[0], protocol=config.protocol,
                                                vs=config.compare[1:], bootstrap=QUICK["judge"]["bootstrap"] if quick else 1000),
-                      markers=(folder / "done.json",))
+                      markers=_done(run, "rank"))
         lines.append(f"  judge        blinded {config.protocol} judging of {', '.join(config.compare)} on {config.sentences} "
                      f"sentences, known-answer control   -> {run.stage_dir('judge')}")
         lines += ["    " + line for line in table.splitlines() if line.strip()]
@@ -229,7 +222,7 @@ def run_demo(config: DemoConfig) -> str:
     if "study" in config.axes:
         lines += _study_axis(config, common, judge, timer)
     report = timer("report", build_report, ReportConfig(run=config.run, runs_dir=config.runs_dir,
-                                                        focus=config.compare[0]))
+                                                        focus=config.compare[0]), markers=_done(run, "report"))
     lines.append(f"  report       {report.removeprefix('report: ')}")
     figures = headline(run, config, timer.seconds)
     figures["seconds"]["total"] = round(sum(timer.seconds.values()), 1)
@@ -249,7 +242,7 @@ def model_axis(config: DemoConfig, common: dict, timer: Timer) -> list[str]:
     root = Path(config.runs_dir) / config.run
 
     def done(stage: str) -> tuple[Path, ...]:
-        return (root / STAGE_DIRS.get(stage, stage) / "done.json",)
+        return (root / STAGE_DIRS.get(stage, stage) / "done.json",)  # the run may not exist yet: no Run here
 
     metrics = timer("finetune", finetune, FinetuneConfig(**common, dataset=config.dataset, model=config.model,
                                                          max_train=config.max_train, max_dev=config.max_dev,
@@ -303,13 +296,12 @@ def _study_axis(config: DemoConfig, common: dict, judge: dict, timer: Timer) -> 
     design = dict(QUICK["study"]) if quick else {"overlap": STUDY_OVERLAP}
     design["annotators"] = len(cells(list(STUDY_CONDITIONS), list(config.compare))) * design["overlap"]
     path = study_path(config.runs_dir, config.run, STUDY)
+    run = Run.open(config.runs_dir, config.run)
+    # The demo's study holds no one's answers until it is shared: rebuilt, not refused, when it is outdated.
     create = CreateConfig(**common, method=config.compare, condition=STUDY_CONDITIONS, items=config.study_items,
-                          name=STUDY, seed=config.seed, **{k: v for k, v in design.items() if k != "items"})
-    if config.force or not path.exists() or _study_outdated(path, create):
-        timer("study", create_study, dataclasses.replace(create, force=True))
-        Store.open(path).set_meta("demo_config", _study_key(create))
-    else:
-        timer.skip("study")
+                          name=STUDY, seed=config.seed, replace_outdated=True,
+                          **{k: v for k, v in design.items() if k != "items"})
+    timer("study", create_study, create, markers=_done(run, f"studies/{STUDY}"))
     links = invite_links(path, create.base_url)
     lines = [f"  study        {config.study_items} sentences x {len(config.compare)} methods x conditions "
              f"{', '.join(STUDY_CONDITIONS)}, {len(links)} annotators -> {path}",
@@ -317,38 +309,21 @@ def _study_axis(config: DemoConfig, common: dict, judge: dict, timer: Timer) -> 
              f"    all invite links: clvq-judge study create prints them; results: clvq-judge study results --study {path}"]
     if config.simulated:
         n = min(config.simulated, len(links))
-        if config.force or not _simulation_complete(path, n):
-            timer("simulate", simulate_study, SimulateConfig(**{**common, "force": False}, **judge, study=str(path),
-                                                             annotators=n, seed=config.seed))
-        else:
-            timer.skip("simulate")
+        timer("simulate", simulate_study, SimulateConfig(**common, **judge, study=str(path), annotators=n,
+                                                         seed=config.seed),
+              markers=_done(run, f"studies/{STUDY}/simulate"))
         lines.append(f"    {n} simulated annotators ({', '.join(config.judge)}) took the items of annotators 1-{n}; "
                      f"results per condition x method (who = human or simulated, never pooled):")
-    # Always recomputed: people may have answered since the last demo.
-    table = timer("results", study_results, ResultsConfig(**{**common, "force": False}, study=str(path), seed=config.seed))
+    # Redone by its own record whenever people (or the simulated annotators) answered since the last demo.
+    table = timer("results", study_results, ResultsConfig(**{**common, "force": False}, study=str(path), seed=config.seed),
+                  markers=_done(run, f"studies/{STUDY}/results"))
     lines += ["      " + line for line in table.splitlines() if line.strip()]
     return lines
 
 
-def _study_outdated(path: Path, create: CreateConfig) -> bool:
-    """A study built with other options (or from other concepts) than this demo's is rebuilt, and so is one of
-    an older study schema (the demo's study holds no one's answers until it is shared)."""
-    try:
-        return Store.open(path).meta().get("demo_config") != _study_key(create)
-    except UserError:
-        return True
-
-
-def _study_key(create: CreateConfig) -> dict:
-    run = Run.open(create.runs_dir, create.run)
-    options = {k: v for k, v in to_dict(create).items() if k not in ("run", "runs_dir", "force", "device")}
-    return {"options": options, "concepts": {m: run.done_hash(f"concepts/{m}") for m in create.method}}
-
-
-def _simulation_complete(path: Path, n: int) -> bool:
-    store = Store.open(path)
-    sims = [a for a in store.annotators() if a.kind == KIND]
-    return len(sims) >= n and all(not store.pending_items(a.id) for a in sims)
+def _done(run: Run, key: str) -> tuple[Path, ...]:
+    """The done.json of a stage record: unchanged after a call = the stage found its work done."""
+    return (run.stage_dir(key) / "done.json",)
 
 
 def headline(run: Run, config: DemoConfig, timings: dict[str, float]) -> dict:

@@ -19,13 +19,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from clvq_judge.core.atomic import read_json, write_json, write_text
+from clvq_judge.core.atomic import write_json, write_text
+from clvq_judge.core.config import to_dict
 from clvq_judge.core.errors import UserError
-from clvq_judge.core.runs import Run, RunOptions
+from clvq_judge.core.runs import NON_RESULT_FIELDS, Run, RunOptions
 from clvq_judge.human_eval import schema
 from clvq_judge.pipeline.collect import Results, raw_tables
 
 log = logging.getLogger(__name__)
+
+RECORD = "export"
 
 
 @dataclass
@@ -123,20 +126,23 @@ def export(config: ExportConfig) -> str:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create --out {out} ({exc.strerror}): pass a writable folder") from None
+    # Where the CSVs go is part of the result here: another --out is another export (redone, never refused).
+    hashed = {**to_dict(config), "out": str(out.resolve())}
+    if not run.begin(RECORD, hashed, config.force, NON_RESULT_FIELDS, Results(run, strict=False).records(),
+                     on_change="redo"):
+        return f"exported CSVs of run {run.name!r} in {out} are up to date (nothing they come from was redone since)"
     summary = summary_table(found)
     tables = {**{name: table for name, (_, table) in found.items()}, "summary": summary}
     for name, table in tables.items():
         write_text(out / f"{name}.csv", table.to_csv(index=False))
-    records = {}
-    for stage in ("judge", "ablation"):
-        done = run.root / stage / "done.json"
-        if done.exists():
-            records[stage] = read_json(done).get("config_hash")
+    # The done hash of every stage result the CSVs come from: a reader can tell which results they are.
     write_json(out / "manifest.json", {
-        "run": run.name, "run_dir": str(run.root.resolve()),
-        "files": {f"{name}.csv": str(path) for name, (path, _) in found.items()} | {"summary.csv": "(built here)"},
-        "stage_hashes": records,
+        "run": run.name,
+        "files": {f"{name}.csv": str(path.relative_to(run.root)) for name, (path, _) in found.items()}
+                 | {"summary.csv": "(built here)"},
+        "stage_hashes": run.input_hashes(Results(run, strict=False).records()),
     })
+    run.finish(RECORD, hashed, NON_RESULT_FIELDS, outputs=tuple(out / f"{name}.csv" for name in tables) + (out / "manifest.json",))
     lines = [f"exported {len(tables)} CSVs of run {run.name!r} to {out}:"]
     lines += [f"  {name}.csv ({len(table)} rows)" for name, table in tables.items()]
     if len(summary):

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from clvq_judge.core.atomic import write_text, write_with
-from clvq_judge.core.runs import RunOptions
+from clvq_judge.core.runs import NON_RESULT_FIELDS, RunOptions
 
 from .collect import Results
 from .figures import Context, sections
@@ -21,6 +21,7 @@ from .figures.base import table_html
 log = logging.getLogger(__name__)
 
 TEMPLATE = "report.html.j2"
+RECORD = "report"
 
 
 @dataclass
@@ -40,9 +41,11 @@ def build_report(config: ReportConfig) -> str:
     import jinja2
 
     results = Results.open(config.runs_dir, config.run)
+    run, folder = results.run, results.run.stage_dir(RECORD)
+    target = folder / "index.html"
+    if not run.begin(RECORD, config, config.force, NON_RESULT_FIELDS, results.records(), on_change="redo"):
+        return f"report: {target} (up to date: nothing it reads was redone since)"
     ctx = Context(results=results, focus=config.focus, cards=config.cards, explorer_url=config.explorer_url)
-    folder = results.run.stage_dir("report")
-    folder.mkdir(parents=True, exist_ok=True)
     blocks = []
     for section in sections():
         block = section.build(ctx)
@@ -56,6 +59,6 @@ def build_report(config: ReportConfig) -> str:
                        "table_html": table_html(block.summary) if block.summary is not None else ""})
     env = jinja2.Environment(loader=jinja2.PackageLoader("clvq_judge.pipeline", "templates"), autoescape=True)
     page = env.get_template(TEMPLATE).render(run=results.run.name, blocks=blocks)
-    target = folder / "index.html"
     write_text(target, page)
+    run.finish(RECORD, config, NON_RESULT_FIELDS, outputs=(target,))
     return f"report: {target} (tables as CSV beside it)"

@@ -193,3 +193,22 @@ def test_describe_then_rank_with_the_embedded_judge(judge_runs, judge_engine, tm
     table = judges(JudgesConfig(run="tiny", runs_dir=str(judge_runs)))
     calibration = pd.read_csv(folder / "judges.csv")
     assert set(calibration["protocol"]) == {"calibrated", "detection"} and "embedded" in table
+
+    # One lifecycle: describe and rank record the concepts they read; when one method's concepts are redone,
+    # rank refuses the outdated descriptions (naming describe), and describe then rank redo on their own.
+    from clvq_judge.core.concepts import ConceptsConfig, concepts
+    from clvq_judge.core.runs import Run
+
+    run = Run.open(judge_runs, "tiny")
+    described = json.loads((folder / "descriptions" / "done.json").read_text())
+    assert set(described["inputs"]) == {"concepts/clvq", "concepts/kmeans"}
+    assert set(json.loads((folder / "done.json").read_text())["inputs"]) == {"concepts/clvq", "concepts/kmeans",
+                                                                             "describe"}
+    concepts(ConceptsConfig(run="tiny", runs_dir=str(judge_runs), method="kmeans", examples=2, force=True))
+    with pytest.raises(UserError, match="'describe' of run 'tiny' is outdated.*clvq-judge describe --run tiny"):
+        rank(RankConfig(method="clvq", vs=("kmeans",), bootstrap=50, **common))
+    describe(DescribeConfig(method=METHODS, **common))
+    assert json.loads((folder / "descriptions" / "done.json").read_text())["inputs"]["concepts/kmeans"] == \
+        run.done_hash("concepts/kmeans")
+    rank(RankConfig(method="clvq", vs=("kmeans",), bootstrap=50, **common))
+    assert run.require("rank") == folder  # up to date again, so report and export may read it

@@ -98,7 +98,12 @@ def test_cli_prints_one_link_per_annotator_and_refuses_bad_requests(study_runs, 
         assert err.count("\n") == 1
         return err
 
-    assert "--force" in error("--items", "5", "--overlap", "2", "--annotators", "4", "--name", "cli")
+    # The same study again is a no-op that prints the same links (nobody's answers are touched); other options
+    # are refused, naming --force.
+    assert main([*base, "--items", "5", "--overlap", "2", "--annotators", "4", "--name", "cli",
+                 "--base-url", "https://study.example.org/"]) == 0
+    assert re.findall(r"https://study\.example\.org/\?token=([\w-]+)", capsys.readouterr().out) == links
+    assert "--force" in error("--items", "4", "--overlap", "2", "--annotators", "4", "--name", "cli")
     assert "above --annotators" in error("--overlap", "5", "--annotators", "4", "--name", "x")
     assert "needs at least 6 annotators" in error("--overlap", "3", "--annotators", "4", "--name", "x")
     three = ["--condition", "concept", "--condition", "sentence", "--condition", "both"]
