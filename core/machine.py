@@ -61,6 +61,11 @@ def cpu_info() -> dict[str, Any]:
     }
 
 
+def isa_capped() -> bool:
+    """Whether this process runs with torch's kernels capped below AVX-512 (ATEN_CPU_CAPABILITY=avx2 or lower)."""
+    return os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("avx2", "default")
+
+
 def capped_to_avx2(info: dict[str, Any]) -> bool:
     """True when every library that could use AVX-512/AMX was capped to AVX2 (see ISA_CAPS)."""
     caps = info.get("isa_caps") or {}

@@ -53,8 +53,8 @@ class ServeConfig:
     batch_wait_ms: float = 20.0
     """How long the first waiting request holds the batch open for others to join."""
     precision: Literal["auto", "float32", "bfloat16", "int8"] = "auto"
-    """Model weights: auto (bfloat16 where the hardware has native bf16, else float32), float32 (the reference),
-    bfloat16, or int8 (dynamic quantisation; shifts verdicts)."""
+    """Model weights: auto (bfloat16 where the hardware has native bf16, else int8 on a CPU), float32 (the reference),
+    bfloat16, or int8 (dynamic quantisation of the Linear layers; shifts log-probabilities by a few tenths)."""
     device: str = "cpu"
     """cpu, cuda or auto."""
     fail_every: int = 0

@@ -70,9 +70,9 @@ class JudgeOptions:
     """Longest free-text answer (descriptions of 2-5 words), in tokens: a batch decodes until its longest answer
     ends, so a tight cap bounds the cost of one rambling answer."""
     precision: Literal["auto", "float32", "bfloat16", "int8"] = "auto"
-    """Weights of in-process judges: auto (bfloat16 on CUDA or a CPU with native bf16, about 2x faster there,
-    else float32), float32 (the reference), bfloat16, or int8 (dynamic quantisation of the Linear layers:
-    faster only in large batches on CPU, and it shifts the verdicts)."""
+    """Weights of in-process judges: auto (bfloat16 on CUDA or a CPU with native bf16; int8 on other CPUs, 2-3x
+    faster than float32 there), float32 (the reference), bfloat16, or int8 (dynamic quantisation of the Linear
+    layers, CPU only; it shifts label log-probabilities by a few tenths of a nat)."""
     max_retries: int = 5
     """Retries of an HTTP judge on 429, 5xx, timeouts and dropped connections (with backoff)."""
     request_timeout: float = 600.0
