@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     for c in cells:
         diffs = [abs(a - b) for row, ref in zip(c["label_logprobs"], reference) for a, b in zip(row, ref)]
         c["max_abs_logprob_diff_vs_float32"] = round(max(diffs), 3)
+        # What the calibrated protocol reads: the log-odds of option A against option B.
+        c["max_abs_logodds_diff_vs_float32"] = round(max(abs((row[0] - row[1]) - (ref[0] - ref[1]))
+                                                         for row, ref in zip(c["label_logprobs"], reference)), 3)
         c["same_top_label_as_float32"] = sum(max(range(3), key=row.__getitem__) == max(range(3), key=ref.__getitem__)
                                              for row, ref in zip(c["label_logprobs"], reference)) / len(reference)
     args.out.parent.mkdir(parents=True, exist_ok=True)

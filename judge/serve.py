@@ -54,7 +54,7 @@ class ServeConfig:
     """How long the first waiting request holds the batch open for others to join."""
     precision: Literal["auto", "float32", "bfloat16", "int8"] = "auto"
     """Model weights: auto (bfloat16 where the hardware has native bf16, else int8 on a CPU), float32 (the reference),
-    bfloat16, or int8 (dynamic quantisation of the Linear layers; shifts log-probabilities by a few tenths)."""
+    bfloat16, or int8 (dynamic quantisation of the Linear layers; moves A-vs-B log-odds by up to 1.3 nats)."""
     device: str = "cpu"
     """cpu, cuda or auto."""
     fail_every: int = 0

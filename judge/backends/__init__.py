@@ -72,7 +72,7 @@ class JudgeOptions:
     precision: Literal["auto", "float32", "bfloat16", "int8"] = "auto"
     """Weights of in-process judges: auto (bfloat16 on CUDA or a CPU with native bf16; int8 on other CPUs, 2-3x
     faster than float32 there), float32 (the reference), bfloat16, or int8 (dynamic quantisation of the Linear
-    layers, CPU only; it shifts label log-probabilities by a few tenths of a nat)."""
+    layers, CPU only; not the same judge: A-vs-B log-odds move by up to 1.3 nats, see docs/judges.md)."""
     max_retries: int = 5
     """Retries of an HTTP judge on 429, 5xx, timeouts and dropped connections (with backoff)."""
     request_timeout: float = 600.0

@@ -229,9 +229,10 @@ def resolve_precision(precision: Precision, device: str = "cpu") -> str:
     (dynamic quantisation of the Linear layers) on any other CPU; float32 on a GPU without bf16.
 
     Measured on this project's 2-core Xeon (benchmarks/judge_precision.py, docs/evidence/judge_precision.json):
-    float32 is 2-3x slower than int8 there, and 3.5x slower again with its instruction set capped to AVX2,
-    while bfloat16 is the fastest where it is native. int8 shifts label log-probabilities by a few tenths of a
-    nat; its known-answer control on the demo run is in docs/judges.md beside the other precisions'. A CPU whose
+    int8 scored 16 verdict prompts 2.5x faster than float32, 3.6x with the instruction set capped to AVX2
+    (where bfloat16, emulated, is 5x slower than float32); bfloat16 is the fastest where it is native. int8 is
+    not the same judge: the top label stayed on 16 of 16 prompts, but the A-vs-B log-odds moved by up to 1.3
+    nats (bfloat16: 0.08), so its known-answer control is measured on its own (docs/judges.md). A CPU whose
     libraries were capped to AVX2 (`core.machine.ISA_CAPS`) counts as having no native bf16.
     """
     if precision != "auto":
