@@ -70,7 +70,7 @@ STAGES: list[StageSpec] = [
               f"{_CORE}.diagnose:DiagnoseConfig", f"{_CORE}.diagnose:diagnose", "diagnose/{method}"),
     StageSpec("describe", "Explainer LLM: a one-line description of each concept the sampled units use (blind to the method).",
               f"{_JUDGE}.describe:DescribeConfig", f"{_JUDGE}.describe:describe", "describe", "judge/descriptions"),
-    StageSpec("rank", "Blinded LLM judging of concept methods: pairwise or listwise, known-answer control, win rates.",
+    StageSpec("rank", "Blinded LLM judging of concept methods (calibrated pairwise by default, pairwise, listwise or detection), each with its known-answer control.",
               f"{_JUDGE}.rank:RankConfig", f"{_JUDGE}.rank:rank", "rank", "judge"),
     StageSpec("judges", "Calibration table of every judge that answered in a run: known-answer control, position bias, agreement, cost.",
               f"{_JUDGE}.judges:JudgesConfig", f"{_JUDGE}.judges:judges"),

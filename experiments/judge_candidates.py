@@ -75,9 +75,14 @@ def summarise_ranking(judge_dir: Path, wall: float | None, table: str = "", timi
         usage = next(iter(read_json(timing / "done.json")["usage"].values()))
     frame = pd.read_csv(judge_dir / "methods.csv")
     head = frame.iloc[0]
+    precision = config.get("precision")
+    # A demo's ranking ran with --precision auto: its headline.json says what auto resolved to on that machine.
+    headline = next((d / "headline.json" for d in judge_dir.parents if (d / "headline.json").exists()), None)
+    if precision == "auto" and headline is not None:
+        precision = (read_json(headline).get("precision", {}).get("rank") or {}).get(spec, precision)
     out = {
         "judge": spec, "protocol": done.get("protocol", "pairwise"), "show": config.get("show"),
-        "precision": config.get("precision"), "sentences": done.get("n_units"),
+        "precision": precision, "sentences": done.get("n_units"),
         "methods": done.get("methods"), "wall_seconds": round(wall, 1) if wall is not None else None,
         "requests": int(usage.get("requests_sent", 0)), "prompt_tokens": int(usage.get("prompt_tokens", 0)),
         "seconds_per_request": round(usage.get("seconds", 0.0) / max(1, usage.get("requests_sent", 1)), 3),
@@ -127,6 +132,8 @@ def render(data: dict) -> str:
     ]
     for c in data["candidates"]:
         runtime = c["judge"].split(":")[0].replace("embedded", "transformers")
+        if runtime == "transformers" and c.get("precision") not in (None, "auto"):
+            runtime += f" {c['precision']}"
         model = data["models"].get(c["judge"], c["judge"])
         bias = fmt(c["position_bias"]) if "position_bias" in c else "none (no option order)"
         known = fmt(c["known_answer"]) + ("" if c["informative"] else " (not informative)")
