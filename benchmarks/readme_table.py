@@ -24,6 +24,15 @@ COPY = ROOT / "docs" / "demo_headline.json"
 SEEDS_COPY = ROOT / "docs" / "demo_seeds.json"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- demo-figures:begin -->", "<!-- demo-figures:end -->"
+# headline.json stores seconds with sorted keys; tables read better in the order the stages run.
+STAGE_ORDER = ("finetune", "extract", "train", "concepts", "ablate", "describe", "rank", "study", "simulate",
+               "results", "report")
+
+
+def in_run_order(seconds: dict) -> list[tuple[str, float]]:
+    """(stage, seconds) without the total, in pipeline order; stages this list does not know come last."""
+    known = [(k, seconds[k]) for k in STAGE_ORDER if k in seconds]
+    return known + [(k, v) for k, v in seconds.items() if k not in STAGE_ORDER and k != "total"]
 
 
 def _fvu(m: dict, top_layer: int) -> str:
@@ -132,7 +141,7 @@ def render(headline: dict) -> str:
     lines += _judge(headline.get("judge")) + _study(headline.get("study"))
     seconds = headline.get("seconds") or {}
     if seconds.get("total"):
-        stages = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total" and v >= 1)
+        stages = ", ".join(f"{k} {v:.0f} s" for k, v in in_run_order(seconds) if v >= 1)
         lines += ["", f"Time per stage: {stages}; total {seconds['total']:.0f} s (the rest under a second each)."]
         if headline.get("machine"):
             lines[-1] += " " + machine_line(headline["machine"], headline.get("precision") or {})
@@ -184,7 +193,7 @@ JUDGE_STAGES = ("describe", "rank", "simulate")
 
 def render_times(headline: dict) -> str:
     """A demo's time per stage as a table, the judge stages' share of the total, and the machine line."""
-    seconds = {k: v for k, v in (headline.get("seconds") or {}).items() if k != "total"}
+    seconds = dict(in_run_order(headline.get("seconds") or {}))
     total = sum(seconds.values())
     judge = sum(seconds.get(k, 0.0) for k in JUDGE_STAGES)
     lines = ["| stage | s |", "|---|---|"]

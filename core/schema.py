@@ -20,5 +20,5 @@ ABLATION_RESULTS = ["method", "k", "label", "protocol", "condition", "accuracy",
 """results.csv: one row per method variant (`label`), protocol and condition."""
 ABLATION_CONDITIONS = ("original", "concept", "random", "random_energy", "other_concept")
 ABLATION_SENTENCES = ["label", "protocol", "condition", "sentence", "correct"]
-"""sentences.csv (when ablate writes it): whether each evaluation sentence was classified correctly under each
+"""sentences.csv: whether each evaluation sentence was classified correctly under each
 condition, so a reader can take the accuracy drop over the sentences one concept explains."""

@@ -112,7 +112,8 @@ def list_page(index: ConceptIndex) -> None:
         show(table(concept_links(frame[keep].head(LIST_ROWS), method=method), raw=("concept",), testid=f"list-{method}"))
     if index.ablation_sentences is None:
         st.caption("ablation effect per concept needs ablate's per-sentence results (ablation/sentences.csv); "
-                   "this run has none, so that column is empty")
+                   "this run has none (its ablate predates it: `clvq-judge ablate --run <run> --force` writes it), "
+                   "so that column is empty")
 
 
 def concept_page(index: ConceptIndex, method: str, concept: int, page: int) -> None:
@@ -163,7 +164,8 @@ def concept_page(index: ConceptIndex, method: str, concept: int, page: int) -> N
                     f"costs **{drops.loc[concept, 'drop']:.3f}** accuracy.")
     else:
         st.markdown(f"It holds the explanation word of {explained} evaluation sentences; a per-concept drop needs "
-                    "ablate's per-sentence results (ablation/sentences.csv), which this run does not have.")
+                    "ablate's per-sentence results (ablation/sentences.csv), which this run does not have "
+                    "(`clvq-judge ablate --force` on it writes them).")
     if rows is not None:
         show(f"<p><small>the method as a whole ({html.escape(str(rows['label'].iloc[0]))}, "
              f"{html.escape(str(rows['protocol'].iloc[0]))} protocol)</small></p>")

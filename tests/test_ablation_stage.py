@@ -23,6 +23,7 @@ from clvq_judge.core.errors import UserError  # noqa: E402
 from clvq_judge.core.methods import REGISTRY, ConceptMethod, MethodDims  # noqa: E402
 from clvq_judge.core.methods.base import OptimConfig  # noqa: E402
 from clvq_judge.core.runs import Run  # noqa: E402
+from clvq_judge.core.schema import ABLATION_SENTENCES  # noqa: E402
 
 HIDDEN, VOCAB = 16, 30
 
@@ -167,6 +168,14 @@ def test_ablate_writes_results_summary_and_chart(run_dir):
     png = (folder / "ablation.png").read_bytes()
     assert png[:4] == b"\x89PNG" and len(png) > 5000
     assert len(calls) == 1
+    # Per-sentence results: one row per sentence for every row of results.csv, and their mean is its accuracy
+    # (the model protocol's; the paper protocol's accuracy is a mean over folds).
+    per = pd.read_csv(folder / "sentences.csv")
+    assert list(per.columns) == ABLATION_SENTENCES and len(per) == len(table) * 48
+    assert set(per.correct) <= {0, 1}
+    means = per.groupby(["label", "protocol", "condition"]).correct.mean()
+    model = table[table.protocol == "model"].set_index(["label", "protocol", "condition"]).accuracy
+    assert means[model.index].to_numpy() == pytest.approx(model.to_numpy())
 
     # Same options again: a no-op that returns the stored table without loading the model.
     again = ablate(config_for(run))

@@ -52,7 +52,7 @@ from ..explanation import explanation_tokens
 from ..hooks import check_layer
 from ..methods.standardize import Affine
 from ..runs import NON_RESULT_FIELDS, Run, RunOptions, derive_seed, run_seed
-from ..schema import ABLATION_RESULTS
+from ..schema import ABLATION_FILES, ABLATION_RESULTS, ABLATION_SENTENCES
 from ..stats import bootstrap_ci
 from . import sources
 from .directions import (
@@ -77,6 +77,7 @@ STAGE = "ablate"
 CONDITIONS = ("original", "concept", "random", "random_energy", "other_concept")
 REMOVALS = CONDITIONS[1:]
 COLUMNS = ABLATION_RESULTS
+SENTENCE_COLUMNS = ABLATION_SENTENCES
 
 
 @dataclass
@@ -269,6 +270,15 @@ def _rows(source, protocol: str, preds: dict[str, np.ndarray], target: np.ndarra
     return rows, summary
 
 
+def sentence_rows(label: str, protocol: str, preds: dict[str, np.ndarray], target: np.ndarray,
+                  sentence_list: np.ndarray) -> pd.DataFrame:
+    """Per evaluation sentence and condition, whether the probe or model still got it right (sentences.csv):
+    what a reader needs for the accuracy drop over the sentences one concept explains."""
+    parts = [pd.DataFrame({"label": label, "protocol": protocol, "condition": condition, "sentence": sentence_list,
+                           "correct": (pred == target).astype(np.int8)}) for condition, pred in preds.items()]
+    return pd.concat(parts, ignore_index=True)[SENTENCE_COLUMNS]
+
+
 def table_text(results: pd.DataFrame) -> str:
     """The results as a compact, readable text table (accuracy [95% CI], drop, flips)."""
     shown = results.assign(
@@ -395,6 +405,7 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
     model = None
 
     rows: list[dict] = []
+    per_sentence: list[pd.DataFrame] = []
     summary: dict[str, dict] = {}
     x_cache: dict[int, np.ndarray] = {}
     sentence_tokens: dict[int, torch.Tensor] = {}
@@ -431,6 +442,7 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
                     preds[condition] = fitted.predict_out_of_fold(moved)
                 got, entry["paper"] = _rows(source, "paper", preds, target, fitted.folds, config, seed, share)
                 rows += got
+                per_sentence.append(sentence_rows(source.label, "paper", preds, target, sentence_list))
             if config.protocol != "paper":
                 if model is None:
                     model = _Model(run, sentence_list, stored, config.batch_size, device)
@@ -444,9 +456,12 @@ def ablate(config: AblateConfig) -> pd.DataFrame:
                     preds[condition] = model.predict(layer, by_condition[condition], space.scaling(layer))
                 got, entry["model"] = _rows(source, "model", preds, labels, None, config, seed, share)
                 rows += got
+                per_sentence.append(sentence_rows(source.label, "model", preds, labels, sentence_list))
 
     results = pd.DataFrame(rows, columns=COLUMNS)
     write_with(folder / "results.csv", lambda p: results.to_csv(p, index=False), suffix=".csv")
+    sentences = pd.concat(per_sentence, ignore_index=True) if per_sentence else pd.DataFrame(columns=SENTENCE_COLUMNS)
+    write_with(folder / ABLATION_FILES["sentences"], lambda p: sentences.to_csv(p, index=False), suffix=".csv")
     write_json(folder / "summary.json", {
         "n_sentences": len(sentence_list),
         "seed": seed,

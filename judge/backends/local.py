@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -86,7 +87,14 @@ class LocalModel:
         model = model.eval().to(device)
         if precision == "int8":
             # Dynamic int8 weights for the Linear layers; activations are quantized on the fly (CPU only).
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            # torch 2.13 deprecates the eager quantized tensors for torchao; torch is pinned, so the warning
+            # (printed once per Linear layer into the user's terminal) says nothing actionable here.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+                warnings.filterwarnings("ignore", message=".*torch.ao.quantization.*deprecated.*")
+                # inplace: the default deep-copies the float32 model first, which doubled the demo's peak RSS.
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8,
+                                                               inplace=True)
         self.model = model
         self._lock = threading.Lock()
         self._eos = {t for t in [self.tokenizer.eos_token_id, *_as_list(model.generation_config.eos_token_id)] if t is not None}
