@@ -213,6 +213,7 @@ BLOCKS = {
     "demo": (COPY, "demo-figures", render),
     "seeds": (SEEDS_COPY, "seed-figures", render_seeds),
     "paper": (ROOT / "docs" / "paper_headline.json", "paper-figures", render),
+    "paper-topk-sae": (ROOT / "docs" / "paper_topk_sae_headline.json", "paper-topk-sae-figures", render),
     "gemma-seeds": (ROOT / "docs" / "gemma_seeds.json", "gemma-seed-figures", render_seeds),
     "gemma-seeds-standardized": (ROOT / "docs" / "gemma_seeds_standardized.json", "gemma-seed-figures-standardized",
                                  render_seeds),
