@@ -92,7 +92,8 @@ class LocalModel:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
                 warnings.filterwarnings("ignore", message=".*torch.ao.quantization.*deprecated.*")
-                # inplace: the default deep-copies the float32 model first, which doubled the demo's peak RSS.
+                # inplace: the default deep-copies the float32 model first (peak RSS of loading the 0.5B judge
+                # 6.3 GB instead of 3.4); measured A/B, in place scores about 9% slower, which we accept.
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8,
                                                                inplace=True)
         self.model = model
@@ -237,10 +238,11 @@ def resolve_precision(precision: Precision, device: str = "cpu") -> str:
     (dynamic quantisation of the Linear layers) on any other CPU; float32 on a GPU without bf16.
 
     Measured on this project's 2-core Xeon (benchmarks/judge_precision.py, docs/evidence/judge_precision.json):
-    int8 scored 16 verdict prompts 2.5x faster than float32, 3.6x with the instruction set capped to AVX2
-    (where bfloat16, emulated, is 5x slower than float32); bfloat16 is the fastest where it is native. int8 is
-    not the same judge: the top label stayed on 16 of 16 prompts, but the A-vs-B log-odds moved by up to 1.3
-    nats (bfloat16: 0.08), so its known-answer control is measured on its own (docs/judges.md). A CPU whose
+    int8 scored 16 verdict prompts 2.1x faster than float32, 2.4x with the instruction set capped to AVX2
+    (where bfloat16, emulated, is 5x slower than float32); native bfloat16 is about as fast as int8 and much
+    closer to float32. int8 is not the same judge: the top label stayed on 16 of 16 prompts, but the A-vs-B
+    log-odds moved by up to 1.3 nats (bfloat16: 0.08), so its known-answer control is measured on its own
+    (docs/judges.md). A CPU whose
     libraries were capped to AVX2 (`core.machine.ISA_CAPS`) counts as having no native bf16.
     """
     if precision != "auto":
