@@ -111,3 +111,17 @@ def test_report_fits_1280_px_without_console_errors(report_run, study_browser, t
     shoot(page, tmp_path, "report-1280.png")
     assert errors == []
     context.close()
+
+
+def test_concept_table_reports_the_sae_sparsity_beside_the_other_methods(report_run):
+    """Issue 17: the SAE's L0 and dead latents stand in the report's method table, as concepts' summary wrote them."""
+    from clvq_judge.pipeline.figures.concepts import concept_table
+
+    results = Results.open(report_run, "tiny")
+    table = concept_table(Context(results=results)).set_index("method")
+    sae = results.concept_summary("sae")
+    assert table.loc["sae", "L0 (eval)"] == pytest.approx(sae["l0"]) and 0 < sae["l0"] <= sae["n_concepts"]
+    assert table.loc["sae", "dead latents"] == sae["dead_latents"]
+    assert pd.isna(table.loc["kmeans", "L0 (eval)"]) and pd.isna(table.loc["clvq", "dead latents"])
+    page = (report_run / "tiny" / "report" / "index.html").read_text()
+    assert "L0 (eval)" in page and "dead latents" in page

@@ -16,11 +16,14 @@ def concept_table(ctx: Context) -> pd.DataFrame | None:
             "perplexity": s.get("perplexity"), "L_out lookup FVU": s.get("l_out_lookup_fvu"),
             "own reconstruction FVU": s.get("eval_reconstruction_fvu"),
             "reconstructed layer": s.get("reconstruction_layer"),
+            # Sparsity of the methods that have it (the SAE): active latents per evaluation word, and latents
+            # that never fire on them.
+            "L0 (eval)": s.get("l0"), "dead latents": s.get("dead_latents"),
         })
     if not rows:
         return None
     frame = pd.DataFrame(rows)
-    for column in ("concepts", "used (eval)", "reconstructed layer"):
+    for column in ("concepts", "used (eval)", "reconstructed layer", "dead latents"):
         frame[column] = frame[column].astype("Int64")  # integers stay integers beside missing values
     return frame
 
@@ -35,7 +38,7 @@ class Concepts:
             title="Concept methods", summary=shown, csvs={"concepts": table} if table is not None else {},
             lead_html="<p>L_out lookup FVU: share of the top layer's variance left unexplained when each evaluation "
                       "word is predicted by the mean top-layer vector of its concept (comparable across methods; lower "
-                      "is better).</p>",
+                      "is better). L0: mean active latents per evaluation word, for a sparse method.</p>",
             missing=None if table is not None else "not run (`clvq-judge train` and `clvq-judge concepts`)")
 
 
