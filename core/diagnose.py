@@ -41,6 +41,7 @@ from .methods.batching import Batch
 from .methods.codebook_init import kmeans_plus_plus, lloyd
 from .methods.quantizer import squared_distances
 from .runs import NON_RESULT_FIELDS, Run, RunOptions, run_seed
+from .stages import record_key
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ def diagnose(config: DiagnoseConfig) -> str:
     """Compute the diagnostics of one method; writes the JSON and returns a short table."""
     run = Run.open(config.runs_dir, config.run)
     get_method(config.method)
-    record = f"diagnose/{config.method}"
+    record = record_key("diagnose", method=config.method)
     out = run.root / "diagnose" / f"{config.method}.json"
     # It reads the trained method and the cache, and the run's kmeans when there is one (its NMI partner).
     partner = [s for s in ("methods/kmeans", "concepts/kmeans") if config.method != "kmeans" and run.is_done(s)]

@@ -96,6 +96,15 @@ STAGES: list[StageSpec] = [
 STAGE_DIRS = {s.record: s.folder for s in STAGES if s.record and s.folder}
 
 
+def record_key(stage: str, **fields: str) -> str:
+    """Stage `stage`'s record key in a run, its template filled in: record_key("study results", name="s")
+    is "studies/s/results". The one place a record's key is spelled; readers and writers both ask here."""
+    spec = next((s for s in STAGES if s.name == stage), None)
+    if spec is None or spec.record is None:
+        raise KeyError(f"stage {stage!r} keeps no record")
+    return spec.record.format(**fields)
+
+
 def spec_for(key: str) -> tuple[StageSpec, dict[str, str]] | None:
     for spec in STAGES:
         fields = spec.matches(key)

@@ -31,6 +31,7 @@ import numpy as np
 from clvq_judge.core.config import to_dict
 from clvq_judge.core.errors import UserError
 from clvq_judge.core.runs import NON_RESULT_FIELDS, Run, RunOptions
+from clvq_judge.core.stages import record_key
 from clvq_judge.core.units import concept_folder, load_cards, sample_units
 
 from .conditions import cells, condition_names, get_condition
@@ -170,7 +171,7 @@ def create_study(config: CreateConfig) -> str:
 
     run = Run.open(config.runs_dir, config.run)
     path = study_path(config.runs_dir, config.run, name)
-    record = f"studies/{name}"
+    record = record_key("study create", name=name)
     for m in methods:
         concept_folder(run, m)  # a method without concepts: the one-line hint naming `clvq-judge concepts`
     inputs = tuple(f"concepts/{m}" for m in methods)
@@ -252,7 +253,6 @@ def create_study(config: CreateConfig) -> str:
 
 
 CREATE_EXCLUDE = (*NON_RESULT_FIELDS, "base_url", "admin_password_env", "replace_outdated")
-
 
 
 def invite_links(path: str | os.PathLike, base_url: str = "http://localhost:8501") -> list[tuple[str, str]]:

@@ -38,6 +38,7 @@ from clvq_judge.core.atomic import write_json, write_with
 from clvq_judge.core.config import to_dict
 from clvq_judge.core.errors import UserError
 from clvq_judge.core.runs import NON_RESULT_FIELDS, Run, RunOptions
+from clvq_judge.core.stages import record_key
 from clvq_judge.core.stats import cluster_mean_ci, cluster_mean_difference_ci, krippendorff_alpha
 
 from . import schema
@@ -350,16 +351,15 @@ def run_results_dir(path: Path) -> Path | None:
 
 
 def study_record(name: str) -> str:
-    """`study create`'s record key (core/stages.py)."""
-    return f"studies/{name}"
+    return record_key("study create", name=name)
 
 
 def results_record(name: str) -> str:
-    return f"studies/{name}/results"
+    return record_key("study results", name=name)
 
 
 def simulate_record(name: str) -> str:
-    return f"studies/{name}/simulate"
+    return record_key("study simulate", name=name)
 
 
 RESULTS_EXCLUDE = (*NON_RESULT_FIELDS, "study", "name", "out")

@@ -41,7 +41,7 @@ import numpy as np
 from clvq_judge.core.config import option
 from clvq_judge.core.errors import UserError
 from clvq_judge.core.runs import NON_RESULT_FIELDS, RunOptions
-from clvq_judge.judge.backends import JudgeOptions, open_judges
+from clvq_judge.judge.backends import NON_RESULT_JUDGE_FIELDS, JudgeOptions, open_judges
 from clvq_judge.judge.client import Completion, Request
 from clvq_judge.judge.labels import normalise_choice, parse_choice
 from clvq_judge.judge.render import prompt
@@ -137,8 +137,7 @@ def item_seed(seed: int, annotator: int, item: int) -> np.random.Generator:
 # --- the stage -------------------------------------------------------------------------------------------
 
 
-SIMULATE_EXCLUDE = (*NON_RESULT_FIELDS, "study", "name", "concurrency", "batch_size", "api_key_env", "request_timeout",
-                    "max_retries", "price_table")
+SIMULATE_EXCLUDE = (*NON_RESULT_FIELDS, "study", "name", *NON_RESULT_JUDGE_FIELDS)
 
 
 def simulate_study(config: SimulateConfig) -> str:

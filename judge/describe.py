@@ -28,7 +28,7 @@ from clvq_judge.core.methods import METHODS
 from clvq_judge.core.runs import NON_RESULT_FIELDS, Run, RunOptions, derive_seed, run_seed
 from clvq_judge.core.units import Unit, concept_folder, load_cards, sample_units
 
-from .backends import JudgeOptions, explainer_spec, judge_specs, open_judges
+from .backends import NON_RESULT_JUDGE_FIELDS, JudgeOptions, explainer_spec, judge_specs, open_judges
 from .backends.local import resolve_precision
 from .client import Request
 from .render import EXPLAINER, EXPLAINER_WORDS, REDESCRIBE, card_words, explainer_messages, prompt
@@ -311,8 +311,7 @@ def describe_units(
 
 RECORD = "describe"
 """describe's record in the run (core/stages.py: judge/descriptions/done.json, beside the descriptions)."""
-EXCLUDE = (*NON_RESULT_FIELDS, "concurrency", "batch_size", "api_key_env", "request_timeout", "max_retries",
-           "price_table")
+EXCLUDE = (*NON_RESULT_FIELDS, *NON_RESULT_JUDGE_FIELDS)
 
 
 def describe(config: DescribeConfig) -> str:

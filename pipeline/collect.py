@@ -20,6 +20,7 @@ from clvq_judge.core import schema as core_schema
 from clvq_judge.core.atomic import read_json
 from clvq_judge.core.errors import UserError
 from clvq_judge.core.runs import Run
+from clvq_judge.core.stages import record_key
 from clvq_judge.human_eval import schema as study_schema
 from clvq_judge.judge import schema as judge_schema
 
@@ -179,9 +180,8 @@ class Results:
         """The finished stage records behind what this collector serves (concepts, ablation, the judge, the
         studies' results). A reader (report, export) records their done hashes, so it is redone when one of
         them is redone and refuses (through `Run.require`) to read one that is itself outdated."""
-        keys = [f"{core_schema.CONCEPTS_STAGE}/{m}" for m in self.concept_methods]
-        keys += [k for k in ("ablate", "describe", "rank") if self.run.is_done(k)]
-        keys += [f"studies/{s}/results" for s in self.studies]
+        keys = [record_key("concepts", method=m) for m in self.concept_methods]
+        keys += ["ablate", "describe", "rank", *(record_key("study results", name=s) for s in self.studies)]
         return tuple(k for k in keys if self.run.is_done(k))
 
     # --- evaluation tokens -------------------------------------------------------------------------

@@ -38,7 +38,13 @@ from clvq_judge.core.runs import STAGE_DIRS, Run, RunOptions
 from clvq_judge.core.train import train, train_config_class
 from clvq_judge.human_eval.builder import CreateConfig, create_study, invite_links, study_path
 from clvq_judge.human_eval.conditions import cells
-from clvq_judge.human_eval.results import ResultsConfig, study_results
+from clvq_judge.human_eval.results import (
+    ResultsConfig,
+    results_record,
+    simulate_record,
+    study_record,
+    study_results,
+)
 from clvq_judge.human_eval.simulate import SimulateConfig, simulate_study
 from clvq_judge.judge.backends import JudgeOptions
 from clvq_judge.judge.describe import DescribeConfig, describe
@@ -209,10 +215,10 @@ def run_demo(config: DemoConfig) -> str:
     if "judge" in config.axes:
         sample = {"sentences": config.sentences, "seed": config.seed}
         timer("describe", describe, DescribeConfig(**common, **judge, **sample, method=config.compare),
-              markers=_done(run, "describe"))
+              markers=_done(run.root, "describe"))
         table = timer("rank", rank, RankConfig(**common, **judge, **sample, method=config.compare[0], protocol=config.protocol,
                                                vs=config.compare[1:], bootstrap=QUICK["judge"]["bootstrap"] if quick else 1000),
-                      markers=_done(run, "rank"))
+                      markers=_done(run.root, "rank"))
         lines.append(f"  judge        blinded {config.protocol} judging of {', '.join(config.compare)} on {config.sentences} "
                      f"sentences, known-answer control   -> {run.stage_dir('judge')}")
         lines += ["    " + line for line in table.splitlines() if line.strip()]
@@ -222,7 +228,7 @@ def run_demo(config: DemoConfig) -> str:
     if "study" in config.axes:
         lines += _study_axis(config, common, judge, timer)
     report = timer("report", build_report, ReportConfig(run=config.run, runs_dir=config.runs_dir,
-                                                        focus=config.compare[0]), markers=_done(run, "report"))
+                                                        focus=config.compare[0]), markers=_done(run.root, "report"))
     lines.append(f"  report       {report.removeprefix('report: ')}")
     figures = headline(run, config, timer.seconds)
     figures["seconds"]["total"] = round(sum(timer.seconds.values()), 1)
@@ -241,23 +247,20 @@ def model_axis(config: DemoConfig, common: dict, timer: Timer) -> list[str]:
     quick = config.quick
     root = Path(config.runs_dir) / config.run
 
-    def done(stage: str) -> tuple[Path, ...]:
-        return (root / STAGE_DIRS.get(stage, stage) / "done.json",)  # the run may not exist yet: no Run here
-
     metrics = timer("finetune", finetune, FinetuneConfig(**common, dataset=config.dataset, model=config.model,
                                                          max_train=config.max_train, max_dev=config.max_dev,
-                                                         seed=config.seed), markers=done("finetune"))
+                                                         seed=config.seed), markers=_done(root, "finetune"))
     sizes = {**({"ig_steps": config.ig_steps} if config.ig_steps else {}), **(QUICK["extract"] if quick else {})}
     store = timer("extract", extract, ExtractConfig(**common, seed=config.seed, **sizes),
-                  markers=done("extract"))
+                  markers=_done(root, "extract"))
     run = Run.open(config.runs_dir, config.run)
     for method in config.methods:
         timer("train", train, train_config_class()(**common, method=method, seed=config.seed, progress=False,
-                                                   **_train_options(method, config)), markers=done(f"methods/{method}"))
+                                                   **_train_options(method, config)), markers=_done(root, f"methods/{method}"))
         timer("concepts", concepts, ConceptsConfig(**common, method=method, seed=config.seed),
-              markers=done(f"concepts/{method}"))
+              markers=_done(root, f"concepts/{method}"))
     table = timer("ablate", ablate, AblateConfig(**common, method=tuple(config.methods), space=config.ablate_space,
-                                                 **(QUICK["ablate"] if quick else {})), markers=done("ablate"))
+                                                 **(QUICK["ablate"] if quick else {})), markers=_done(root, "ablate"))
     lines = [
         f"  classifier   dev accuracy {metrics['dev_accuracy']:.3f} vs majority-class baseline "
         f"{metrics['majority_baseline']:.3f} ({metrics['n_dev']} dev sentences)   -> {run.stage_dir('finetune')}",
@@ -296,12 +299,12 @@ def _study_axis(config: DemoConfig, common: dict, judge: dict, timer: Timer) -> 
     design = dict(QUICK["study"]) if quick else {"overlap": STUDY_OVERLAP}
     design["annotators"] = len(cells(list(STUDY_CONDITIONS), list(config.compare))) * design["overlap"]
     path = study_path(config.runs_dir, config.run, STUDY)
-    run = Run.open(config.runs_dir, config.run)
+    root = Path(config.runs_dir) / config.run
     # The demo's study holds no one's answers until it is shared: rebuilt, not refused, when it is outdated.
     create = CreateConfig(**common, method=config.compare, condition=STUDY_CONDITIONS, items=config.study_items,
                           name=STUDY, seed=config.seed, replace_outdated=True,
                           **{k: v for k, v in design.items() if k != "items"})
-    timer("study", create_study, create, markers=_done(run, f"studies/{STUDY}"))
+    timer("study", create_study, create, markers=_done(root, study_record(STUDY)))
     links = invite_links(path, create.base_url)
     lines = [f"  study        {config.study_items} sentences x {len(config.compare)} methods x conditions "
              f"{', '.join(STUDY_CONDITIONS)}, {len(links)} annotators -> {path}",
@@ -311,19 +314,20 @@ def _study_axis(config: DemoConfig, common: dict, judge: dict, timer: Timer) -> 
         n = min(config.simulated, len(links))
         timer("simulate", simulate_study, SimulateConfig(**common, **judge, study=str(path), annotators=n,
                                                          seed=config.seed),
-              markers=_done(run, f"studies/{STUDY}/simulate"))
+              markers=_done(root, simulate_record(STUDY)))
         lines.append(f"    {n} simulated annotators ({', '.join(config.judge)}) took the items of annotators 1-{n}; "
                      f"results per condition x method (who = human or simulated, never pooled):")
     # Redone by its own record whenever people (or the simulated annotators) answered since the last demo.
     table = timer("results", study_results, ResultsConfig(**{**common, "force": False}, study=str(path), seed=config.seed),
-                  markers=_done(run, f"studies/{STUDY}/results"))
+                  markers=_done(root, results_record(STUDY)))
     lines += ["      " + line for line in table.splitlines() if line.strip()]
     return lines
 
 
-def _done(run: Run, key: str) -> tuple[Path, ...]:
-    """The done.json of a stage record: unchanged after a call = the stage found its work done."""
-    return (run.stage_dir(key) / "done.json",)
+def _done(root: Path, key: str) -> tuple[Path, ...]:
+    """The done.json of a stage record under run folder `root` (which may not exist yet): unchanged after a
+    call = the stage found its work done."""
+    return (root / STAGE_DIRS.get(key, key) / "done.json",)
 
 
 def headline(run: Run, config: DemoConfig, timings: dict[str, float]) -> dict:

@@ -128,8 +128,8 @@ def export(config: ExportConfig) -> str:
         raise UserError(f"cannot create --out {out} ({exc.strerror}): pass a writable folder") from None
     # Where the CSVs go is part of the result here: another --out is another export (redone, never refused).
     hashed = {**to_dict(config), "out": str(out.resolve())}
-    if not run.begin(RECORD, hashed, config.force, NON_RESULT_FIELDS, Results(run, strict=False).records(),
-                     on_change="redo"):
+    records = Results(run, strict=False).records()
+    if not run.begin(RECORD, hashed, config.force, NON_RESULT_FIELDS, records, on_change="redo"):
         return f"exported CSVs of run {run.name!r} in {out} are up to date (nothing they come from was redone since)"
     summary = summary_table(found)
     tables = {**{name: table for name, (_, table) in found.items()}, "summary": summary}
@@ -140,7 +140,7 @@ def export(config: ExportConfig) -> str:
         "run": run.name,
         "files": {f"{name}.csv": str(path.relative_to(run.root)) for name, (path, _) in found.items()}
                  | {"summary.csv": "(built here)"},
-        "stage_hashes": run.input_hashes(Results(run, strict=False).records()),
+        "stage_hashes": run.input_hashes(records),
     })
     run.finish(RECORD, hashed, NON_RESULT_FIELDS, outputs=tuple(out / f"{name}.csv" for name in tables) + (out / "manifest.json",))
     lines = [f"exported {len(tables)} CSVs of run {run.name!r} to {out}:"]

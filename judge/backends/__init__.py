@@ -81,9 +81,9 @@ class JudgeOptions:
     """JSON file: {"<model>": {"prompt": $, "completion": $}} per 1M tokens, to report cost."""
 
 
-# Options that change how fast answers come, never what they are: leave them out of a stage's config hash.
-NON_RESULT_JUDGE_FIELDS = ("base_url", "api_key_env", "concurrency", "batch_size", "max_retries", "request_timeout",
-                           "price_table")
+# Options that change how fast answers come (or what they cost), never what they are: left out of the config
+# hash of every stage that asks a judge. base_url stays in: another server may answer differently.
+NON_RESULT_JUDGE_FIELDS = ("api_key_env", "concurrency", "batch_size", "max_retries", "request_timeout", "price_table")
 
 
 def judge_specs(options: JudgeOptions) -> list[str]:
